@@ -1,0 +1,1 @@
+//! Java `.properties` parsing with line numbers. OWNER: config helper.

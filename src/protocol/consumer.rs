@@ -1,0 +1,1 @@
+//! OWNER: broker helper.

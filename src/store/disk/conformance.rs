@@ -1,0 +1,1 @@
+//! Disk conformance suite run against both implementations. OWNER: store helper.

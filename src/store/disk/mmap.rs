@@ -1,0 +1,1 @@
+//! Production disk: memmap2 mappings plus fsync of file and directory. OWNER: store helper.
