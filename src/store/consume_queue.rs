@@ -564,8 +564,9 @@ impl ConsumeQueue {
             .disk
             .create(&path, self.file_size)
             .map_err(io_err("create", &path))?;
-        // Make the entry durable now, so a crash can never leave a later file without an
-        // earlier one (recovery refuses gaps).
+        // Make length and entry durable now, so a crash can never leave a later file without
+        // an earlier full-size one (recovery refuses gaps and short middle files).
+        file.sync_all().map_err(io_err("sync", &path))?;
         self.disk
             .sync_dir(&self.dir)
             .map_err(io_err("sync dir", &self.dir))?;
@@ -656,6 +657,23 @@ impl ConsumeQueue {
             Some(f) => f.start_byte_offset + self.file_size <= byte_pos,
         };
         if need_file {
+            if let Some(prev) = st.files.last() {
+                // Rolling to a new file: make the full previous file durable first, so a
+                // durable file always implies whole durable predecessors (recovery scans only
+                // the last three files and trusts older ones).
+                let prev_end = prev.start_byte_offset + self.file_size;
+                assert_eq!(
+                    st.write_pos, prev_end,
+                    "rolling from a file that is not full"
+                );
+                if st.flushed_pos < prev_end {
+                    let from = st.flushed_pos.max(prev.start_byte_offset) - prev.start_byte_offset;
+                    prev.file
+                        .sync_range(from, self.file_size - from)
+                        .map_err(io_err("sync", &prev.path))?;
+                    st.flushed_pos = prev_end;
+                }
+            }
             let f = self.create_file(file_start)?;
             if queue_is_new && byte_pos > file_start {
                 // A queue starting mid-file: pad the head with blank units (RocketMQ

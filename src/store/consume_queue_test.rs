@@ -1,9 +1,8 @@
 //! Tests of the ConsumeQueue (unit layout, recovery, truncation, lookups, a model-based proptest).
 
 use super::*;
+use crate::store::disk::sim::{CrashMode, SeededRng, SimDisk};
 use proptest::prelude::*;
-// Until the store-core SimDisk lands on main, a minimal in-memory double (tests only).
-pub(crate) use mem_disk::MemDisk as SimDisk;
 
 const UNIT: u64 = CQ_STORE_UNIT_SIZE;
 
@@ -509,147 +508,64 @@ proptest! {
     }
 }
 
-/// Minimal in-memory `Disk` for unit tests (no crash modes); replaced by `SimDisk` once on main.
-pub(crate) mod mem_disk {
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::io;
-    use std::path::{Path, PathBuf};
-    use std::sync::{Arc, Mutex};
+#[test]
+fn power_loss_keeps_exactly_the_flushed_units() {
+    let d = disk();
+    let store = open(&d, 5);
+    put_n(&store, "T", 0, 7, 0);
+    store.flush(0).expect("flush");
+    put_n(&store, "T", 0, 3, 700); // units 7..9 fill file 2, not flushed
+    put_n(&store, "T", 0, 2, 1000); // rolling to file 3 syncs the full file 2 first
+    put_n(&store, "T", 0, 3, 1200); // units 12..14, not flushed
+    drop(store);
+    d.crash(CrashMode::PowerLoss, &mut SeededRng::new(1));
+    let store = open(&d, 5);
+    assert_eq!(store.max_offset("T", 0), 10);
+    assert_eq!(store.max_commitlog_offset_referenced(), 1000);
+    let units = store.read_units("T", 0, 0, 100).expect("read");
+    assert_eq!(units.len(), 10);
+    assert_eq!(units[9].commitlog_offset, 900);
+    // Appending resumes where the durable queue ends.
+    assert_eq!(store.put_unit("T", 0, 10, 1000, 100, 0).expect("put"), 11);
+}
 
-    use crate::store::disk::{Disk, DiskSpace, SegmentFile};
-
-    #[derive(Default)]
-    pub struct MemDisk {
-        files: Mutex<BTreeMap<PathBuf, Arc<MemFile>>>,
-        dirs: Mutex<BTreeSet<PathBuf>>,
-    }
-
-    #[derive(Default)]
-    pub struct MemFile {
-        data: Mutex<Vec<u8>>,
-    }
-
-    impl MemDisk {
-        pub fn new() -> MemDisk {
-            MemDisk::default()
-        }
-    }
-
-    fn not_found(p: &Path) -> io::Error {
-        io::Error::new(io::ErrorKind::NotFound, p.display().to_string())
-    }
-
-    impl SegmentFile for MemFile {
-        fn len(&self) -> u64 {
-            self.data.lock().unwrap().len() as u64
-        }
-        fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()> {
-            let d = self.data.lock().unwrap();
-            let end = pos as usize + buf.len();
-            if end > d.len() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past end"));
+#[test]
+fn torn_power_loss_recovers_a_valid_prefix() {
+    for seed in 0..200u64 {
+        let d = disk();
+        let store = open(&d, 8);
+        let mut model = Vec::new();
+        let mut rng = SeededRng::new(seed);
+        let mut commitlog_offset = 0i64;
+        let mut flushed = 0usize;
+        for round in 0..4 {
+            for _ in 0..(3 + (seed as usize + round) % 9) {
+                let q = model.len() as i64;
+                let size = 30 + (q % 5) as i32;
+                store
+                    .put_unit("T", 0, q, commitlog_offset, size, q)
+                    .expect("put");
+                model.push((commitlog_offset, size));
+                commitlog_offset += size as i64;
             }
-            buf.copy_from_slice(&d[pos as usize..end]);
-            Ok(())
-        }
-        fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
-            let mut d = self.data.lock().unwrap();
-            let end = pos as usize + data.len();
-            if end > d.len() {
-                d.resize(end, 0);
-            }
-            d[pos as usize..end].copy_from_slice(data);
-            Ok(())
-        }
-        fn sync_range(&self, _pos: u64, _len: u64) -> io::Result<()> {
-            Ok(())
-        }
-        fn sync_all(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.data.lock().unwrap().resize(len as usize, 0);
-            Ok(())
-        }
-    }
-
-    impl Disk for MemDisk {
-        fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
-            let parent = path.parent().unwrap_or(Path::new("/"));
-            if !self.dirs.lock().unwrap().contains(parent) {
-                return Err(not_found(parent));
-            }
-            let f = Arc::new(MemFile {
-                data: Mutex::new(vec![0; len as usize]),
-            });
-            self.files
-                .lock()
-                .unwrap()
-                .insert(path.to_path_buf(), f.clone());
-            Ok(f)
-        }
-        fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
-            match self.files.lock().unwrap().get(path) {
-                Some(f) => Ok(f.clone()),
-                None => Err(not_found(path)),
+            if (seed >> round) & 1 == 1 {
+                store.flush(0).expect("flush");
+                flushed = model.len();
             }
         }
-        fn exists(&self, path: &Path) -> bool {
-            self.files.lock().unwrap().contains_key(path)
-                || self.dirs.lock().unwrap().contains(path)
-        }
-        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-            let mut names = BTreeSet::new();
-            for p in self
-                .files
-                .lock()
-                .unwrap()
-                .keys()
-                .chain(self.dirs.lock().unwrap().iter())
-            {
-                if p.parent() == Some(dir) {
-                    names.insert(p.file_name().unwrap().to_string_lossy().into_owned());
-                }
-            }
-            Ok(names.into_iter().collect())
-        }
-        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-            let mut dirs = self.dirs.lock().unwrap();
-            for a in dir.ancestors() {
-                dirs.insert(a.to_path_buf());
-            }
-            Ok(())
-        }
-        fn remove_file(&self, path: &Path) -> io::Result<()> {
-            self.files
-                .lock()
-                .unwrap()
-                .remove(path)
-                .map(|_| ())
-                .ok_or_else(|| not_found(path))
-        }
-        fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-            self.files
-                .lock()
-                .unwrap()
-                .retain(|p, _| !p.starts_with(dir));
-            self.dirs.lock().unwrap().retain(|p| !p.starts_with(dir));
-            Ok(())
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            let mut files = self.files.lock().unwrap();
-            let f = files.remove(from).ok_or_else(|| not_found(from))?;
-            files.insert(to.to_path_buf(), f);
-            Ok(())
-        }
-        fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
-            Ok(())
-        }
-        fn space(&self, _path: &Path) -> io::Result<DiskSpace> {
-            Ok(DiskSpace {
-                total_bytes: 1 << 40,
-                available_bytes: 1 << 40,
-            })
+        drop(store);
+        d.crash(CrashMode::TornPowerLoss, &mut rng);
+        let store = open(&d, 8);
+        let max = store.max_offset("T", 0) as usize;
+        assert!(
+            max >= flushed,
+            "seed {seed}: lost flushed units ({max} < {flushed})"
+        );
+        assert!(max <= model.len(), "seed {seed}");
+        let units = store.read_units("T", 0, 0, 1000).expect("read");
+        assert_eq!(units.len(), max, "seed {seed}");
+        for (u, (o, s)) in units.iter().zip(&model) {
+            assert_eq!((u.commitlog_offset, u.size), (*o, *s), "seed {seed}");
         }
     }
 }
