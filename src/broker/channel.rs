@@ -63,6 +63,23 @@ impl ClientChannel {
         }
     }
 
+    /// Sends a oneway request (NOTIFY_CONSUMER_IDS_CHANGED, ...). Over a connection the opaque
+    /// comes from the connection's counter; locally `local_opaque` is used.
+    pub fn send_oneway(
+        &self,
+        mut cmd: RemotingCommand,
+        local_opaque: i32,
+    ) -> Result<(), RemotingError> {
+        match &self.sink {
+            Sink::Connection(c) => c.send_oneway(cmd),
+            Sink::Local(_) => {
+                cmd.opaque = local_opaque;
+                cmd.mark_oneway();
+                self.send(cmd)
+            }
+        }
+    }
+
     /// Queues a response or oneway request for the client.
     pub fn send(&self, cmd: RemotingCommand) -> Result<(), RemotingError> {
         match &self.sink {

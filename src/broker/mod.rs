@@ -297,11 +297,9 @@ impl BrokerController {
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to each channel.
     pub fn notify_consumer_ids_changed(&self, group: &str, channels: &[ClientChannel]) {
         for channel in channels {
-            let mut request = RemotingCommand::request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
+            let request = RemotingCommand::request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
                 .with_ext("consumerGroup", group);
-            request.mark_oneway();
-            request.opaque = self.next_opaque();
-            if let Err(e) = channel.send(request) {
+            if let Err(e) = channel.send_oneway(request, self.next_opaque()) {
                 tracing::debug!(
                     group,
                     "notify consumer ids changed to {} failed: {e}",
@@ -517,7 +515,9 @@ impl Broker {
             task.abort();
         }
         register_loop::unregister_all(&self.controller, &self.namesrv_client).await;
-        self.servers.clear();
+        for server in self.servers.drain(..) {
+            server.shutdown();
+        }
         self.controller.shutdown().await;
         tracing::info!("broker {} shut down", self.controller.config.broker_name);
     }
