@@ -187,6 +187,11 @@ impl Connection {
         self.inner.reader_stop.notify_one();
     }
 
+    /// Number of requests from this side still awaiting a response.
+    pub fn pending_count(&self) -> usize {
+        self.pending().len()
+    }
+
     fn next_opaque(&self) -> i32 {
         self.inner.opaque_counter.fetch_add(1, Ordering::Relaxed)
     }
