@@ -23,3 +23,7 @@ pub const FRAME_MAX_LENGTH_BYTES: usize = 16 * 1024 * 1024;
 #[cfg(all(test, not(madsim)))]
 #[path = "loopback_test.rs"]
 mod loopback_test;
+
+#[cfg(all(test, madsim))]
+#[path = "sim_test.rs"]
+mod sim_test;
