@@ -20,6 +20,8 @@ pub mod response;
 pub mod subscription_group;
 pub mod topic_config;
 
+#[cfg(all(test, not(madsim)))]
+mod loopback_test;
 #[cfg(test)]
 mod tests;
 
