@@ -1,7 +1,17 @@
 //! broker.conf / namesrv.conf: RocketMQ's Java-properties format and keys.
 //! OWNER: config+namesrv helper. Fields may be added; defaults equal RocketMQ's.
 
+mod broker;
+mod keys;
+mod namesrv;
 pub mod properties;
+mod rocketmq_keys;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use keys::NOT_SUPPORTED_YET;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -145,26 +155,126 @@ impl Default for NamesrvConfig {
 /// Warnings produced while loading (unknown keys), for the caller to log.
 pub type ConfigWarnings = Vec<String>;
 
+/// Environment variable with the name server list, as in RocketMQ.
+pub const NAMESRV_ADDR_ENV: &str = "NAMESRV_ADDR";
+
+/// One supported key for documentation: RocketMQ key, default value as written, description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub default_value: String,
+    pub doc: &'static str,
+}
+
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    // Read once at startup by the binaries; not a store file, so no `store::disk` seam.
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn home_dir() -> Option<String> {
+    std::env::var("HOME").ok().filter(|h| !h.is_empty())
+}
+
 impl BrokerConfig {
     /// Parses a broker.conf (properties) file.
     pub fn load(path: &Path) -> Result<(BrokerConfig, ConfigWarnings), ConfigError> {
-        let _ = path;
-        todo!("config helper")
+        let text = read_config_file(path)?;
+        BrokerConfig::parse(&text, &path.display().to_string())
     }
-    /// Parses properties text; `origin` names the file in errors.
+    /// Parses properties text; `origin` names the file in errors. `${user.home}` and `~` in
+    /// paths expand to `$HOME`.
     pub fn parse(text: &str, origin: &str) -> Result<(BrokerConfig, ConfigWarnings), ConfigError> {
-        let _ = (text, origin);
-        todo!("config helper")
+        broker::parse_broker(text, origin, home_dir().as_deref())
+    }
+    /// Like [`BrokerConfig::parse`] with an explicit home directory (tests, simulations).
+    pub fn parse_with_home(
+        text: &str,
+        origin: &str,
+        home: Option<&str>,
+    ) -> Result<(BrokerConfig, ConfigWarnings), ConfigError> {
+        broker::parse_broker(text, origin, home)
+    }
+    /// Every supported key as `key=value` lines (`mqbroker -p`); parses back to `self`.
+    pub fn to_properties(&self) -> String {
+        keys::to_properties(broker::BROKER_KEYS, self)
+    }
+    /// Supported keys with their defaults (the conf/broker.conf template).
+    pub fn documented_keys() -> Vec<KeyDoc> {
+        let defaults = BrokerConfig::default();
+        broker::BROKER_KEYS
+            .iter()
+            .map(|spec| KeyDoc {
+                key: spec.key,
+                default_value: (spec.get)(&defaults),
+                doc: spec.doc,
+            })
+            .collect()
+    }
+    /// `ip:port` registered to the name server (brokerIP1:listenPort).
+    pub fn broker_addr(&self) -> String {
+        std::net::SocketAddr::new(self.broker_ip1, self.listen_port).to_string()
+    }
+    /// `ip:haPort` registered as haServerAddr (brokerIP2, else brokerIP1).
+    pub fn ha_server_addr(&self) -> String {
+        let ip = self.broker_ip2.unwrap_or(self.broker_ip1);
+        std::net::SocketAddr::new(ip, self.ha_listen_port).to_string()
     }
 }
 
 impl NamesrvConfig {
     pub fn load(path: &Path) -> Result<(NamesrvConfig, ConfigWarnings), ConfigError> {
-        let _ = path;
-        todo!("config helper")
+        let text = read_config_file(path)?;
+        NamesrvConfig::parse(&text, &path.display().to_string())
     }
     pub fn parse(text: &str, origin: &str) -> Result<(NamesrvConfig, ConfigWarnings), ConfigError> {
-        let _ = (text, origin);
-        todo!("config helper")
+        namesrv::parse_namesrv(text, origin)
+    }
+    /// Every supported key as `key=value` lines (`mqnamesrv -p`).
+    pub fn to_properties(&self) -> String {
+        keys::to_properties(namesrv::NAMESRV_KEYS, self)
+    }
+    /// Supported keys with their defaults (the conf/namesrv.conf template).
+    pub fn documented_keys() -> Vec<KeyDoc> {
+        let defaults = NamesrvConfig::default();
+        namesrv::NAMESRV_KEYS
+            .iter()
+            .map(|spec| KeyDoc {
+                key: spec.key,
+                default_value: (spec.get)(&defaults),
+                doc: spec.doc,
+            })
+            .collect()
+    }
+    /// The socket address to bind.
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.listen_ip, self.listen_port)
+    }
+}
+
+/// The name server list a binary should use, with RocketMQ's precedence: the `-n` flag, else
+/// `namesrvAddr` from the config file, else the `NAMESRV_ADDR` environment variable. Each
+/// source is a `;`-separated `host:port` list; an invalid entry is an error naming its source.
+/// Returns an empty list when no source names any server.
+pub fn resolve_namesrv_addrs(
+    flag: Option<&str>,
+    env: Option<&str>,
+    file: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    let parse = |source: &str, value: &str| {
+        values::parse_addr_list(value)
+            .map_err(|reason| ConfigError::Invalid(format!("{source} `{value}`: {reason}")))
+    };
+    if let Some(flag) = flag.filter(|f| !f.trim().is_empty()) {
+        return parse("-n", flag);
+    }
+    if !file.is_empty() {
+        return parse("namesrvAddr", &file.join(";"));
+    }
+    match env.filter(|e| !e.trim().is_empty()) {
+        Some(env) => parse(NAMESRV_ADDR_ENV, env),
+        None => Ok(Vec::new()),
     }
 }

@@ -35,6 +35,68 @@ pub enum LanguageCode {
     NodeJs = 13,
 }
 
+impl LanguageCode {
+    /// Every language, indexed by ordinal.
+    pub const ALL: [LanguageCode; 14] = [
+        LanguageCode::Java,
+        LanguageCode::Cpp,
+        LanguageCode::Dotnet,
+        LanguageCode::Python,
+        LanguageCode::Delphi,
+        LanguageCode::Erlang,
+        LanguageCode::Ruby,
+        LanguageCode::Other,
+        LanguageCode::Http,
+        LanguageCode::Go,
+        LanguageCode::Php,
+        LanguageCode::Oms,
+        LanguageCode::Rust,
+        LanguageCode::NodeJs,
+    ];
+
+    /// The Java enum name, as written in JSON headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            LanguageCode::Java => "JAVA",
+            LanguageCode::Cpp => "CPP",
+            LanguageCode::Dotnet => "DOTNET",
+            LanguageCode::Python => "PYTHON",
+            LanguageCode::Delphi => "DELPHI",
+            LanguageCode::Erlang => "ERLANG",
+            LanguageCode::Ruby => "RUBY",
+            LanguageCode::Other => "OTHER",
+            LanguageCode::Http => "HTTP",
+            LanguageCode::Go => "GO",
+            LanguageCode::Php => "PHP",
+            LanguageCode::Oms => "OMS",
+            LanguageCode::Rust => "RUST",
+            LanguageCode::NodeJs => "NODE_JS",
+        }
+    }
+
+    /// The language with this ordinal; unknown ordinals read as `Other` (a peer newer than us).
+    pub fn from_ordinal(ordinal: i64) -> LanguageCode {
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| LanguageCode::ALL.get(i).copied())
+            .unwrap_or(LanguageCode::Other)
+    }
+
+    /// The language named `name` (case-insensitive; a decimal ordinal is accepted too);
+    /// unknown names read as `Other`.
+    pub fn from_name_lenient(name: &str) -> LanguageCode {
+        let name = name.trim();
+        if let Ok(ordinal) = name.parse::<i64>() {
+            return LanguageCode::from_ordinal(ordinal);
+        }
+        LanguageCode::ALL
+            .iter()
+            .copied()
+            .find(|l| l.name().eq_ignore_ascii_case(name))
+            .unwrap_or(LanguageCode::Other)
+    }
+}
+
 /// RESPONSE bit of `flag`.
 pub const FLAG_RESPONSE: i32 = 0x1;
 /// ONEWAY bit of `flag`: no response must be sent.
@@ -83,6 +145,30 @@ impl RemotingCommand {
             serialize_type: self.serialize_type,
             ..Default::default()
         }
+    }
+
+    /// The response to a request that failed with `err`: a missing or invalid header field
+    /// gives SYSTEM_ERROR with a remark naming the field (RocketMQ's
+    /// "the custom field <x> is null"); other errors map through
+    /// [`response_code::for_error`](super::response_code::for_error).
+    pub fn error_response(&self, err: &RemotingError) -> Self {
+        let remark = match err {
+            RemotingError::MissingField(field) => format!("the custom field <{field}> is null"),
+            RemotingError::InvalidField { field, value } => {
+                format!("the custom field <{field}> has invalid value <{value}>")
+            }
+            other => other.to_string(),
+        };
+        self.response(super::response_code::for_error(err), remark)
+    }
+
+    /// REQUEST_CODE_NOT_SUPPORTED response for an unknown request code, with Java's remark
+    /// (" request type <code> not supported", leading space included).
+    pub fn not_supported(&self) -> Self {
+        self.response(
+            super::response_code::REQUEST_CODE_NOT_SUPPORTED,
+            format!(" request type {} not supported", self.code),
+        )
     }
 
     pub fn is_response(&self) -> bool {

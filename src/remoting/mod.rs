@@ -6,6 +6,7 @@
 pub mod client;
 pub mod codec;
 pub mod command;
+pub mod connection;
 pub mod error;
 pub mod request_code;
 pub mod response_code;
@@ -18,3 +19,11 @@ pub use server::{Connection, RemotingServer, RequestProcessor};
 
 /// Largest frame accepted or sent (RocketMQ's default `com.rocketmq.remoting.frameMaxLength`).
 pub const FRAME_MAX_LENGTH_BYTES: usize = 16 * 1024 * 1024;
+
+#[cfg(all(test, not(madsim)))]
+#[path = "loopback_test.rs"]
+mod loopback_test;
+
+#[cfg(all(test, madsim))]
+#[path = "sim_test.rs"]
+mod sim_test;

@@ -32,3 +32,17 @@ pub const NO_MESSAGE: i32 = 208;
 pub const NOT_LEADER_FOR_QUEUE: i32 = 501;
 pub const ILLEGAL_OPERATION: i32 = 604;
 pub const GO_AWAY: i32 = 1500;
+
+/// The response code for a remoting-layer error (the one place this mapping lives).
+pub fn for_error(err: &super::RemotingError) -> i32 {
+    use super::RemotingError;
+    match err {
+        RemotingError::MissingField(_) | RemotingError::InvalidField { .. } => SYSTEM_ERROR,
+        RemotingError::FrameTooLarge { .. } | RemotingError::Malformed(_) => SYSTEM_ERROR,
+        // Java answers any exception thrown while processing with SYSTEM_ERROR.
+        RemotingError::Connect { .. }
+        | RemotingError::Timeout { .. }
+        | RemotingError::ConnectionClosed { .. }
+        | RemotingError::Io(_) => SYSTEM_ERROR,
+    }
+}

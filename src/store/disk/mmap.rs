@@ -1,1 +1,303 @@
-//! Production disk: memmap2 mappings plus fsync of file and directory. OWNER: store helper.
+//! Production disk: files mapped with memmap2, writes are memcpy into the mapping, `sync_range`
+//! is msync of the touched pages, `sync_all` is msync + fsync, `sync_dir` fsyncs the directory.
+//! This module is the seam: it is the one place in the store allowed to use `std::fs`.
+//! OWNER: store helper.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use memmap2::MmapRaw;
+
+use super::{Disk, DiskLock, DiskSpace, SegmentFile};
+
+/// The real file system, files accessed through memory maps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MmapDisk;
+
+impl MmapDisk {
+    pub fn new() -> MmapDisk {
+        MmapDisk
+    }
+}
+
+/// One mapped file. The mapping is replaced (under the write lock) only when the file grows or
+/// shrinks; reads, writes and msync share the read lock so a slow msync never blocks appends.
+pub struct MmapFile {
+    file: File,
+    map: RwLock<Mapping>,
+}
+
+struct Mapping {
+    len: u64,
+    // None while the file is empty: a zero-length file cannot be mapped.
+    raw: Option<MmapRaw>,
+}
+
+fn lock_poisoned() -> io::Error {
+    io::Error::other("mmap file lock poisoned")
+}
+
+fn map_file(file: &File, len: u64) -> io::Result<Option<MmapRaw>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // MmapRaw: a shared, writable mapping addressed through raw pointers, which lets
+    // concurrent readers and the single appender share it without &mut.
+    Ok(Some(
+        memmap2::MmapOptions::new()
+            .len(len as usize)
+            .map_raw(file)?,
+    ))
+}
+
+impl MmapFile {
+    fn open_file(file: File) -> io::Result<MmapFile> {
+        let len = file.metadata()?.len();
+        let raw = map_file(&file, len)?;
+        Ok(MmapFile {
+            file,
+            map: RwLock::new(Mapping { len, raw }),
+        })
+    }
+
+    fn remap(&self, len: u64) -> io::Result<()> {
+        let mut mapping = self.map.write().map_err(|_| lock_poisoned())?;
+        if mapping.len == len {
+            return Ok(());
+        }
+        // Write back what the old mapping holds before dropping it: the bytes stay in the page
+        // cache anyway, but a shrink must not race with dirty pages beyond the new end.
+        if let Some(raw) = mapping.raw.take() {
+            raw.flush_async()?;
+        }
+        self.file.set_len(len)?;
+        mapping.raw = map_file(&self.file, len)?;
+        mapping.len = len;
+        Ok(())
+    }
+}
+
+fn out_of_range(pos: u64, n: usize, len: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("range {pos}+{n} beyond file length {len}"),
+    )
+}
+
+impl SegmentFile for MmapFile {
+    fn len(&self) -> u64 {
+        match self.map.read() {
+            Ok(m) => m.len,
+            Err(_) => 0,
+        }
+    }
+
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+        let end = pos
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| out_of_range(pos, buf.len(), mapping.len))?;
+        if end > mapping.len {
+            return Err(out_of_range(pos, buf.len(), mapping.len));
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let raw = mapping
+            .raw
+            .as_ref()
+            .ok_or_else(|| out_of_range(pos, buf.len(), 0))?;
+        // SAFETY: [pos, end) lies inside the mapping (checked above) and the mapping cannot be
+        // replaced while the read lock is held.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr().add(pos as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = pos
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| out_of_range(pos, data.len(), self.len()))?;
+        if end > self.len() {
+            self.remap(end)?;
+        }
+        let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+        if end > mapping.len {
+            // Shrunk concurrently between remap and read lock: refuse rather than corrupt.
+            return Err(out_of_range(pos, data.len(), mapping.len));
+        }
+        let raw = mapping
+            .raw
+            .as_ref()
+            .ok_or_else(|| out_of_range(pos, data.len(), 0))?;
+        // SAFETY: [pos, end) is inside the mapping and it cannot be replaced while the read
+        // lock is held. Writers of one file are serialized by their owner (CommitLog append
+        // lock, CQ dispatch), so no two writes overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                raw.as_mut_ptr().add(pos as usize),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn sync_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+        let Some(raw) = mapping.raw.as_ref() else {
+            return Ok(());
+        };
+        if pos >= mapping.len || len == 0 {
+            return Ok(());
+        }
+        let len = len.min(mapping.len - pos);
+        // msync(MS_SYNC) of the pages covering the range (memmap2 aligns to the page).
+        raw.flush_range(pos as usize, len as usize)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        {
+            let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+            if let Some(raw) = mapping.raw.as_ref() {
+                raw.flush()?;
+            }
+        }
+        self.file.sync_all()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.remap(len)
+    }
+}
+
+struct FlockHolder {
+    // Closing the descriptor releases the flock.
+    _file: File,
+}
+
+impl Disk for MmapDisk {
+    fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(len)?;
+        Ok(Arc::new(MmapFile::open_file(file)?))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(MmapFile::open_file(file)?))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn space(&self, path: &Path) -> io::Result<DiskSpace> {
+        use std::os::unix::ffi::OsStrExt;
+        // statvfs needs an existing path: walk up to the nearest existing ancestor.
+        let mut probe = path;
+        while !probe.exists() {
+            match probe.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
+                _ => {
+                    probe = Path::new(".");
+                    break;
+                }
+            }
+        }
+        let c_path = std::ffi::CString::new(probe.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs writes into a zeroed struct we own; c_path is NUL-terminated.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fragment = stat.f_frsize as u64;
+        Ok(DiskSpace {
+            total_bytes: stat.f_blocks as u64 * fragment,
+            available_bytes: stat.f_bavail as u64 * fragment,
+        })
+    }
+
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let modified = std::fs::metadata(path)?.modified()?;
+        Ok(match modified.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(_) => 0,
+        })
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+        Ok(Some(DiskLock::new(Box::new(FlockHolder { _file: file }))))
+    }
+}

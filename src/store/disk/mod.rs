@@ -57,6 +57,30 @@ pub trait Disk: Send + Sync + 'static {
     /// Makes the directory's entries (creates, renames, removes) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn space(&self, path: &Path) -> io::Result<DiskSpace>;
+    /// Last modification time of a file, in ms since the Unix epoch (retention by age).
+    fn modified_ms(&self, path: &Path) -> io::Result<i64>;
+    /// Takes an exclusive advisory lock on `path` (created if absent), as RocketMQ does on the
+    /// store's `lock` file so two brokers never share one root. `Ok(None)` when another holder
+    /// has it. The lock is released when the returned guard is dropped (or the process dies).
+    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>>;
+}
+
+/// An exclusive lock taken through [`Disk::try_lock`]; released on drop.
+pub struct DiskLock {
+    // Holds whatever keeps the lock (an open flock'ed file, a simulated lock entry).
+    _holder: Box<dyn Send + Sync>,
+}
+
+impl DiskLock {
+    pub fn new(holder: Box<dyn Send + Sync>) -> DiskLock {
+        DiskLock { _holder: holder }
+    }
+}
+
+impl std::fmt::Debug for DiskLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiskLock")
+    }
 }
 
 /// Reads a whole small file (config JSON, checkpoint). None if absent.
