@@ -65,3 +65,6 @@ pub fn response_code_name(code: i32) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+#[cfg(all(test, not(madsim)))]
+mod fake_cluster_test;

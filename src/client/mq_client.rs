@@ -72,6 +72,9 @@ struct Inner {
     routes: Mutex<HashMap<String, CachedRoute>>,
     /// Rolling counter of UNIQ_KEYs (per client, never a static).
     uniq_counter: AtomicU16,
+    /// Random per-client value mixed into the UNIQ_KEY prefix, so two clients of one process
+    /// (same IP and pid) never produce the same ids.
+    uniq_salt: u16,
     /// Wakes consumers of a group on NOTIFY_CONSUMER_IDS_CHANGED.
     notifiers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
@@ -135,7 +138,8 @@ impl MqClient {
                 config,
                 namesrv_index: AtomicUsize::new(0),
                 routes: Mutex::new(HashMap::new()),
-                uniq_counter: AtomicU16::new(0),
+                uniq_counter: AtomicU16::new(rt::random_below(1 << 16) as u16),
+                uniq_salt: rt::random_below(1 << 16) as u16,
                 notifiers,
             }),
         }
@@ -169,7 +173,7 @@ impl MqClient {
     /// A new UNIQ_KEY (the producer's client-side message id).
     pub fn next_uniq_key(&self) -> String {
         let counter = self.inner.uniq_counter.fetch_add(1, Ordering::Relaxed);
-        let host = SocketAddr::new(self.inner.config.client_ip, 0);
+        let host = SocketAddr::new(self.inner.config.client_ip, self.inner.uniq_salt);
         crate::message::msg_id::create_uniq_key(host, counter, rt::now_ms())
     }
 
