@@ -50,7 +50,9 @@ fn main() {
         let (entry_size, count, store_secs) = rt.block_on(async {
             let store = open_store(&root, FlushDiskType::AsyncFlush).await;
             // Warm-up message gives the entry size (body + header + topic + properties).
-            let first = store.put_message(message("BenchTopic", 0, &payload, 0)).await;
+            let first = store
+                .put_message(message("BenchTopic", 0, &payload, 0))
+                .await;
             assert_eq!(first.status, PutMessageStatus::PutOk, "{:?}", first.remark);
             let entry_size = first.append.expect("append").wrote_bytes as usize;
             let count = mb_per_size * MIB / entry_size as u64;

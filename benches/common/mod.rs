@@ -45,7 +45,10 @@ pub async fn open_store(root: &Path, flush: FlushDiskType) -> Arc<MessageStore> 
 /// A message shaped like a Java producer's: UNIQ_KEY and WAIT properties, `body_size` bytes.
 pub fn message(topic: &str, queue_id: i32, body: &Bytes, seq: u64) -> MessageToStore {
     let mut props = Properties::new();
-    props.insert(UNIQ_KEY.to_string(), format!("7F00000100002A9F0000{seq:012X}"));
+    props.insert(
+        UNIQ_KEY.to_string(),
+        format!("7F00000100002A9F0000{seq:012X}"),
+    );
     props.insert(WAIT.to_string(), "true".to_string());
     let host: SocketAddr = "127.0.0.1:10911".parse().expect("addr");
     MessageToStore {

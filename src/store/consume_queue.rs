@@ -48,7 +48,7 @@ pub const BLANK_UNIT_SIZE: i32 = i32::MAX;
 
 const _: () = assert!(CQ_STORE_UNIT_SIZE == 8 + 4 + 8);
 const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE == 6_000_000);
-const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE % CQ_STORE_UNIT_SIZE == 0);
+const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE.is_multiple_of(CQ_STORE_UNIT_SIZE));
 
 /// Chunk used when scanning files (recovery, zero checks).
 const SCAN_CHUNK_BYTES: u64 = 64 * 1024 / CQ_STORE_UNIT_SIZE * CQ_STORE_UNIT_SIZE;
@@ -994,7 +994,7 @@ impl ConsumeQueueStore {
         dir: &Path,
         file_size_bytes: u64,
     ) -> Result<ConsumeQueueStore> {
-        if file_size_bytes == 0 || file_size_bytes % CQ_STORE_UNIT_SIZE != 0 {
+        if file_size_bytes == 0 || !file_size_bytes.is_multiple_of(CQ_STORE_UNIT_SIZE) {
             return Err(ConsumeQueueError::BadFileSize(file_size_bytes));
         }
         let mut queues: BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>> = BTreeMap::new();
