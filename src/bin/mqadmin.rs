@@ -43,7 +43,7 @@ mod cli {
 
     use anyhow::{anyhow, bail, Context};
     use apogee::client::admin::{format_timestamp_ms, now_ms};
-    use apogee::client::body::readable_queues;
+    use apogee::client::body::{mq, mq_string, readable_queues};
     use apogee::client::broker_ops::{PullRequest, PullStatus};
     use apogee::client::{
         ClientConfig, Message, MessageQueue, MqClient, Producer, ProducerConfig,
@@ -429,7 +429,7 @@ mod cli {
                 let result = match (broker, queue_id) {
                     (Some(b), q) => {
                         // Without -i the broker picks a writable queue (queueId -1).
-                        let mq = MessageQueue::new(&topic, &b, q.unwrap_or(-1));
+                        let mq = mq(&topic, &b, q.unwrap_or(-1));
                         producer.send_to_queue(msg, &mq).await?
                     }
                     (None, Some(_)) => bail!("-i queueId needs -b brokerName"),
@@ -625,7 +625,7 @@ mod cli {
                 None => client
                     .get_min_offset(&addr, &mq)
                     .await
-                    .with_context(|| format!("reading the first offset of {mq}"))?,
+                    .with_context(|| format!("reading the first offset of {}", mq_string(&mq)))?,
             };
             loop {
                 if left == 0 {
@@ -677,7 +677,8 @@ mod cli {
                     PullStatus::NoNewMsg | PullStatus::OffsetIllegal => {
                         let _ = writeln!(
                             out,
-                            "{mq} print msg finished. status={:?}, offset={next}",
+                            "{} print msg finished. status={:?}, offset={next}",
+                            mq_string(&mq),
                             result.status
                         );
                         break;

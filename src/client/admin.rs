@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::body::{
-    parse_object_keyed_map, raw_field, readable_queues, ClusterInfo, KvTable, MessageQueue,
-    OffsetWrapper, TopicList, TopicOffset, TopicRouteData,
+    readable_queues, ClusterInfo, ConsumeStats, KvTable, MessageQueue, TopicList, TopicRouteData,
+    TopicStatsTable,
 };
 use super::mq_client::{check_success, header_i64, parse_body, MqClient};
 use super::ClientError;
@@ -258,16 +258,18 @@ impl MqClient {
                 detail,
             };
             let text = std::str::from_utf8(&response.body).map_err(|e| bad(e.to_string()))?;
-            let table =
-                raw_field(text, "offsetTable").ok_or_else(|| bad("no offsetTable".to_string()))?;
-            let rows: Vec<(MessageQueue, TopicOffset)> =
-                parse_object_keyed_map(table).map_err(bad)?;
-            out.extend(rows.into_iter().map(|(queue, o)| QueueStatus {
-                queue,
-                min_offset: o.min_offset,
-                max_offset: o.max_offset,
-                last_update_timestamp: o.last_update_timestamp,
-            }));
+            let stats = TopicStatsTable::decode(text).map_err(|e| bad(e.to_string()))?;
+            out.extend(
+                stats
+                    .offset_table
+                    .into_iter()
+                    .map(|(queue, o)| QueueStatus {
+                        queue,
+                        min_offset: o.min_offset,
+                        max_offset: o.max_offset,
+                        last_update_timestamp: o.last_update_timestamp,
+                    }),
+            );
         }
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(out)
@@ -358,23 +360,21 @@ impl MqClient {
                 detail,
             };
             let text = std::str::from_utf8(&response.body).map_err(|e| bad(e.to_string()))?;
-            if let Some(tps) =
-                raw_field(text, "consumeTps").and_then(|t| t.trim().parse::<f64>().ok())
-            {
-                progress.consume_tps += tps;
-            }
-            let table =
-                raw_field(text, "offsetTable").ok_or_else(|| bad("no offsetTable".to_string()))?;
-            let rows: Vec<(MessageQueue, OffsetWrapper)> =
-                parse_object_keyed_map(table).map_err(bad)?;
+            let stats = ConsumeStats::decode(text).map_err(|e| bad(e.to_string()))?;
+            progress.consume_tps += stats.consume_tps;
             progress
                 .rows
-                .extend(rows.into_iter().map(|(queue, o)| QueueProgressRow {
-                    queue,
-                    broker_offset: o.broker_offset,
-                    consumer_offset: o.consumer_offset,
-                    last_timestamp: o.last_timestamp,
-                }));
+                .extend(
+                    stats
+                        .offset_table
+                        .into_iter()
+                        .map(|(queue, o)| QueueProgressRow {
+                            queue,
+                            broker_offset: o.broker_offset,
+                            consumer_offset: o.consumer_offset,
+                            last_timestamp: o.last_timestamp,
+                        }),
+                );
         }
         progress.rows.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(progress)

@@ -80,7 +80,7 @@ mod tests {
     fn queues(n: usize) -> Vec<MessageQueue> {
         // Two brokers; sorted order is b0 queues then b1 queues.
         (0..n)
-            .map(|i| MessageQueue::new("T", &format!("b{}", i % 2), (i / 2) as i32))
+            .map(|i| super::super::body::mq("T", &format!("b{}", i % 2), (i / 2) as i32))
             .collect()
     }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::body::{ConsumerIdList, HeartbeatData, MessageQueue};
+use super::body::{mq_string, ConsumerListBody, HeartbeatData, MessageQueue};
 use super::mq_client::{check_success, header_i64, parse_body, MqClient};
 use super::ClientError;
 use crate::message::{self, sysflag, MessageExt};
@@ -152,7 +152,7 @@ impl MqClient {
         group: &str,
         mq: &MessageQueue,
     ) -> Result<Option<i64>, ClientError> {
-        let op = format!("QUERY_CONSUMER_OFFSET {group} {mq}");
+        let op = format!("QUERY_CONSUMER_OFFSET {group} {}", mq_string(mq));
         let response = self
             .invoke_broker_raw(
                 addr,
@@ -177,7 +177,7 @@ impl MqClient {
         mq: &MessageQueue,
         commit_offset: i64,
     ) -> Result<(), ClientError> {
-        let op = format!("UPDATE_CONSUMER_OFFSET {group} {mq}");
+        let op = format!("UPDATE_CONSUMER_OFFSET {group} {}", mq_string(mq));
         self.invoke_broker(
             addr,
             &op,
@@ -188,7 +188,7 @@ impl MqClient {
     }
 
     pub async fn get_max_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64, ClientError> {
-        let op = format!("GET_MAX_OFFSET {mq}");
+        let op = format!("GET_MAX_OFFSET {}", mq_string(mq));
         let response = self
             .invoke_broker(addr, &op, max_offset_request(mq))
             .await?;
@@ -196,7 +196,7 @@ impl MqClient {
     }
 
     pub async fn get_min_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64, ClientError> {
-        let op = format!("GET_MIN_OFFSET {mq}");
+        let op = format!("GET_MIN_OFFSET {}", mq_string(mq));
         let response = self
             .invoke_broker(addr, &op, min_offset_request(mq))
             .await?;
@@ -224,7 +224,7 @@ impl MqClient {
             return Ok(Vec::new());
         }
         check_success("broker", addr, &op, &response)?;
-        let list: ConsumerIdList = parse_body("broker", addr, &op, &response.body)?;
+        let list: ConsumerListBody = parse_body("broker", addr, &op, &response.body)?;
         Ok(list.consumer_id_list)
     }
 
@@ -270,7 +270,7 @@ impl MqClient {
         pull: &PullRequest,
         rpc_timeout_ms: u64,
     ) -> Result<PullResult, ClientError> {
-        let op = format!("PULL_MESSAGE {} {}", pull.group, pull.queue);
+        let op = format!("PULL_MESSAGE {} {}", pull.group, mq_string(&pull.queue));
         let response = self
             .invoke_broker_raw(addr, &op, pull_message_request(pull), rpc_timeout_ms)
             .await?;
@@ -322,7 +322,9 @@ impl MqClient {
                         op,
                         detail: format!(
                             "pulled message of {}:{} from a pull of {}",
-                            m.topic, m.queue_id, pull.queue
+                            m.topic,
+                            m.queue_id,
+                            mq_string(&pull.queue)
                         ),
                     });
                 }
@@ -349,7 +351,7 @@ mod tests {
 
     #[test]
     fn offset_request_headers() {
-        let mq = MessageQueue::new("T", "b", 2);
+        let mq = super::super::body::mq("T", "b", 2);
         let q = query_consumer_offset_request("g", &mq);
         assert_eq!(q.code, 14);
         assert_eq!(
@@ -373,7 +375,7 @@ mod tests {
     fn pull_request_flags_and_headers() {
         let mut p = PullRequest {
             group: "g".into(),
-            queue: MessageQueue::new("T", "b", 1),
+            queue: super::super::body::mq("T", "b", 1),
             queue_offset: 10,
             max_msg_nums: 32,
             commit_offset: Some(7),

@@ -16,11 +16,12 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::allocate::allocate_averagely;
-use super::body::{readable_queues, ConsumerData, HeartbeatData, MessageQueue, SubscriptionData};
+use super::body::{
+    mq_string, readable_queues, ConsumerData, HeartbeatData, MessageQueue, SubscriptionData,
+};
 use super::broker_ops::{PullRequest, PullResult, PullStatus};
 use super::mq_client::{lock, MqClient};
 use super::ClientError;
-use crate::message::properties::java_string_hash;
 use crate::message::MessageExt;
 use crate::rt;
 
@@ -79,44 +80,24 @@ impl ConsumerConfig {
     }
 }
 
-/// Builds RocketMQ `SubscriptionData` from a TAG expression.
-pub fn build_subscription(topic: &str, expression: &str, sub_version: i64) -> SubscriptionData {
-    let expression = expression.trim();
-    let mut tags_set = Vec::new();
-    let mut code_set = Vec::new();
-    let sub_string = if expression.is_empty() || expression == "*" {
-        "*".to_string()
-    } else {
-        for tag in expression
-            .split("||")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            if !tags_set.iter().any(|t: &String| t == tag) {
-                tags_set.push(tag.to_string());
-                code_set.push(java_string_hash(tag));
-            }
-        }
-        expression.to_string()
-    };
-    SubscriptionData {
-        class_filter_mode: false,
-        topic: topic.to_string(),
-        sub_string,
-        tags_set,
-        code_set,
-        sub_version,
-        expression_type: "TAG".to_string(),
-    }
+/// Builds RocketMQ `SubscriptionData` from a TAG expression (`*`, `a || b`).
+pub fn build_subscription(
+    topic: &str,
+    expression: &str,
+    sub_version: i64,
+) -> Result<SubscriptionData, ClientError> {
+    SubscriptionData::build(topic, Some(expression), None, sub_version).map_err(|e| {
+        ClientError::InvalidArgument(format!("subscription `{expression}` of {topic}: {e}"))
+    })
 }
 
 /// Client-side tag re-check (the broker filters by tag hash, which can collide).
 pub fn subscription_matches(sub: &SubscriptionData, msg: &MessageExt) -> bool {
-    if sub.sub_string == "*" {
+    if sub.matches_all() {
         return true;
     }
     match msg.tags() {
-        Some(tag) => sub.tags_set.iter().any(|t| t == tag),
+        Some(tag) => sub.tags_set.contains(tag),
         None => false,
     }
 }
@@ -172,7 +153,7 @@ impl PullConsumer {
                 config.pull_rpc_timeout_ms, config.suspend_timeout_ms
             )));
         }
-        let subscription = build_subscription(&config.topic, &config.sub_expression, rt::now_ms());
+        let subscription = build_subscription(&config.topic, &config.sub_expression, rt::now_ms())?;
         let notify = client.consumer_notifier(&config.group);
         let inner = Arc::new(ConsumerInner {
             client,
@@ -272,7 +253,8 @@ impl PullConsumer {
                 Some(p) => p.consumed_offset = next_offset,
                 None => {
                     return Err(ClientError::InvalidArgument(format!(
-                        "{queue} is not allocated to this consumer"
+                        "{} is not allocated to this consumer",
+                        mq_string(queue)
                     )))
                 }
             }
@@ -444,7 +426,7 @@ impl ConsumerInner {
             if let Some(p) = progress {
                 if p.persisted_offset != Some(p.consumed_offset) {
                     if let Err(e) = self.persist_one(mq, p.consumed_offset).await {
-                        tracing::warn!(queue = %mq, error = %e, "persisting a released queue's offset failed");
+                        tracing::warn!(queue = %mq_string(mq), error = %e, "persisting a released queue's offset failed");
                     }
                 }
             }
@@ -465,7 +447,7 @@ impl ConsumerInner {
                 }
                 Err(e) => {
                     // Leave it unallocated; the next rebalance tries again.
-                    tracing::warn!(queue = %mq, error = %e, "cannot determine the start offset");
+                    tracing::warn!(queue = %mq_string(mq), error = %e, "cannot determine the start offset");
                 }
             }
         }
@@ -585,15 +567,17 @@ impl ConsumerInner {
                     .filter(|m| m.queue_offset >= pull.queue_offset)
                     .filter(|m| subscription_matches(&self.subscription, m))
                     .collect();
-                // Offsets only move forward on FOUND; the broker's next offset is past all
-                // returned (and filtered) messages.
-                assert!(
-                    result.next_begin_offset >= pull.queue_offset,
-                    "broker moved {} backwards from {} to {}",
-                    pull.queue,
-                    pull.queue_offset,
-                    result.next_begin_offset
-                );
+                // Offsets only move forward on FOUND; a broker answering otherwise is
+                // wrong, and its messages are not delivered (the pull is retried).
+                if result.next_begin_offset < pull.queue_offset {
+                    tracing::error!(
+                        queue = %mq_string(&pull.queue),
+                        from = pull.queue_offset,
+                        to = result.next_begin_offset,
+                        "broker moved the pull offset backwards on FOUND; ignoring the result"
+                    );
+                    return Vec::new();
+                }
                 p.next_offset = result.next_begin_offset;
                 p.delivered_offset = result.next_begin_offset;
                 messages
@@ -607,7 +591,7 @@ impl ConsumerInner {
             }
             PullStatus::OffsetIllegal => {
                 tracing::warn!(
-                    queue = %pull.queue,
+                    queue = %mq_string(&pull.queue),
                     from = pull.queue_offset,
                     to = result.next_begin_offset,
                     "pull offset moved by the broker"
@@ -666,7 +650,7 @@ impl ConsumerInner {
                     Ok(r) => out.extend(self.apply_pull(&pull, r)),
                     Err(e) => {
                         errors += 1;
-                        tracing::debug!(queue = %pull.queue, error = %e, "pull failed");
+                        tracing::debug!(queue = %mq_string(&pull.queue), error = %e, "pull failed");
                         last_error = Some(e);
                     }
                 }
@@ -708,7 +692,7 @@ impl ConsumerInner {
                     match result {
                         Ok(r) => delivered.extend(self.apply_pull(&pull, r)),
                         Err(e) => {
-                            tracing::debug!(queue = %pull.queue, error = %e, "long poll failed")
+                            tracing::debug!(queue = %mq_string(&pull.queue), error = %e, "long poll failed")
                         }
                     }
                     if !delivered.is_empty() {
@@ -734,12 +718,18 @@ mod tests {
 
     #[test]
     fn subscription_from_expression() {
-        let all = build_subscription("T", " * ", 5);
+        let all = build_subscription("T", " * ", 5).unwrap();
         assert_eq!(all.sub_string, "*");
         assert!(all.tags_set.is_empty() && all.code_set.is_empty());
-        let some = build_subscription("T", "TagA || TagB||TagA", 5);
-        assert_eq!(some.tags_set, vec!["TagA", "TagB"]);
-        assert_eq!(some.code_set, vec![2598919, 2598920]);
+        let some = build_subscription("T", "TagA || TagB||TagA", 5).unwrap();
+        assert_eq!(
+            some.tags_set.iter().collect::<Vec<_>>(),
+            vec!["TagA", "TagB"]
+        );
+        assert_eq!(
+            some.code_set.iter().copied().collect::<Vec<_>>(),
+            vec![2598919, 2598920]
+        );
         assert_eq!(some.sub_version, 5);
         let v = serde_json::to_value(&some).unwrap();
         assert_eq!(v["subString"], "TagA || TagB||TagA");

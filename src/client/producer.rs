@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::body::{writable_queues, MessageQueue};
+use super::body::{mq, writable_queues, MessageQueue};
 use super::mq_client::{header_i64, MqClient};
 use super::ClientError;
 use crate::message::properties::{self, Properties};
@@ -781,7 +781,7 @@ pub fn parse_send_response(
         status,
         msg_id,
         offset_msg_id,
-        queue: MessageQueue::new(&queue.topic, &queue.broker_name, queue_id as i32),
+        queue: mq(&queue.topic, &queue.broker_name, queue_id as i32),
         queue_offset,
         broker_addr: addr.to_string(),
     })
@@ -794,7 +794,7 @@ mod tests {
 
     #[test]
     fn send_v2_header_has_one_letter_keys() {
-        let q = MessageQueue::new("T", "b1", 3);
+        let q = mq("T", "b1", 3);
         let props = "TAGS\u{1}a\u{2}";
         let req = build_send_request(
             "pg",
@@ -870,7 +870,7 @@ mod tests {
 
     #[test]
     fn send_response_parsing_and_status() {
-        let q = MessageQueue::new("T", "b1", 0);
+        let q = mq("T", "b1", 0);
         let req = RemotingCommand::request(request_code::SEND_MESSAGE_V2);
         let ok = req
             .response(response_code::FLUSH_DISK_TIMEOUT, None)
@@ -897,11 +897,7 @@ mod tests {
 
     #[test]
     fn queue_selection_avoids_failed_broker() {
-        let queues = vec![
-            MessageQueue::new("T", "b1", 0),
-            MessageQueue::new("T", "b1", 1),
-            MessageQueue::new("T", "b2", 0),
-        ];
+        let queues = vec![mq("T", "b1", 0), mq("T", "b1", 1), mq("T", "b2", 0)];
         for c in 0..6 {
             assert_eq!(
                 Producer::select_queue(&queues, c, Some("b1")).broker_name,
