@@ -548,3 +548,39 @@ async fn pull_decodes_decompresses_filters_tags_and_follows_offset_moves() {
     });
     assert!(piggybacked);
 }
+
+#[tokio::test]
+async fn send_attempt_makes_exactly_one_request_and_classifies_it() {
+    let c = cluster().await;
+    let client = client_for(vec![c.namesrv.local_addr().to_string()], "attempts");
+    let mut config = ProducerConfig::new("pg");
+    config.send_timeout_ms = 200;
+    let producer = Producer::new(client, config);
+    let b2 = &c.brokers[1].0;
+    b2.sends
+        .lock()
+        .unwrap()
+        .extend([Script::Code(response_code::SYSTEM_BUSY), Script::Hang]);
+    let q = body::mq("T", "b2", 1);
+    match producer.send_attempt(Message::new("T", "1"), &q).await {
+        SendOutcome::Failed { code, .. } => assert_eq!(code, Some(response_code::SYSTEM_BUSY)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sends(b2).len(), 1);
+    match producer.send_attempt(Message::new("T", "2"), &q).await {
+        SendOutcome::Unknown { error } => assert!(error.is_outcome_unknown()),
+        other => panic!("{other:?}"),
+    }
+    match producer.send_attempt(Message::new("T", "3"), &q).await {
+        SendOutcome::Acknowledged(r) => {
+            assert_eq!(r.queue, q);
+            assert_eq!(r.queue_offset, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sends(b2).len(), 3);
+    assert!(sends(&c.brokers[0].0).is_empty());
+    assert!(sends(b2)
+        .iter()
+        .all(|r| r.ext("e") == Some("1") && r.ext("n") == Some("b2")));
+}
