@@ -54,6 +54,22 @@ pub struct ScenarioSpec {
     pub body_bytes_max: usize,
     pub batch_size_max: usize,
     pub queue_count: i32,
+    /// A deliberate fault outside every contract, to show a checker fires (t90 only).
+    pub sabotage: Sabotage,
+}
+
+/// Harness-side deliberate bugs for checkers that no store switch (`DebugBugs`) exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    None,
+    /// Flip a byte inside a consumed message's body on the broker's disk (bit rot, both images).
+    BitRotBody,
+    /// An unrecorded client commits a lower consumer offset (as if the broker moved it back).
+    RogueOffsetCommit,
+    /// One broker stays clogged after the safety phase: the cluster cannot converge.
+    NeverHealBroker,
+    /// After the final scan, overwrite a ConsumeQueue unit's size on disk.
+    CorruptConsumeQueueUnit,
 }
 
 impl ScenarioSpec {
@@ -70,6 +86,7 @@ impl ScenarioSpec {
             body_bytes_max: 1024,
             batch_size_max: 4,
             queue_count: 4,
+            sabotage: Sabotage::None,
         }
     }
 }
@@ -225,6 +242,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     if violations.is_empty() {
         run_safety_phase(&mut cluster, &spec.plan, &consumer_names, spec.safety, &mut counts)
             .await;
+        sabotage_before_liveness(&mut cluster, &spec, &wcfg, &oracle, &facts).await;
         violations.extend(
             liveness_phase(&cluster, &wcfg, &oracle, &producers_stop, &consumers_stop, spec.liveness_deadline)
                 .await,
@@ -236,6 +254,9 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     for (addr, f) in facts.iter_mut() {
         f.power_losses = f.disk.power_losses();
         let _ = addr;
+    }
+    if spec.sabotage == Sabotage::CorruptConsumeQueueUnit {
+        corrupt_consume_queue_unit(&cluster, &oracle, &facts);
     }
     let mut report = Report::default();
     {
@@ -411,4 +432,145 @@ async fn liveness_phase(
     }
     trace.event("liveness: final scan done");
     Vec::new()
+}
+
+async fn sabotage_before_liveness(
+    cluster: &mut Cluster,
+    spec: &ScenarioSpec,
+    cfg: &WorkloadConfig,
+    oracle: &Oracle,
+    facts: &BTreeMap<String, BrokerFacts>,
+) {
+    match spec.sabotage {
+        Sabotage::None | Sabotage::CorruptConsumeQueueUnit => {}
+        Sabotage::NeverHealBroker => {
+            let b = cluster.names(Role::Broker)[0].clone();
+            cluster.clog_node(&b);
+        }
+        Sabotage::BitRotBody => {
+            let target = {
+                let st = oracle.state();
+                st.consumed
+                    .iter()
+                    .find(|c| c.body.len() > 16)
+                    .map(|c| (c.broker.clone(), c.commitlog_offset, c.body.clone()))
+            };
+            let Some((broker, commitlog_offset, body)) = target else {
+                return;
+            };
+            let disk = &facts[&broker].disk;
+            let dir = disk.store_root().join("commitlog");
+            let mut segments: Vec<(u64, std::path::PathBuf)> = disk
+                .paths()
+                .into_iter()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .filter_map(|p| Some((p.file_name()?.to_str()?.parse().ok()?, p)))
+                .collect();
+            segments.sort();
+            let Some((start, path)) = segments
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= commitlog_offset as u64)
+                .cloned()
+            else {
+                return;
+            };
+            let Some(data) = disk.read_live(&path) else {
+                return;
+            };
+            let from = (commitlog_offset as u64 - start) as usize;
+            let window = &data[from..data.len().min(from + 4096 + body.len())];
+            if let Some(i) = window.windows(body.len()).position(|w| w == &body[..]) {
+                let pos = (from + i + 12) as u64;
+                disk.sim_disk()
+                    .corrupt_byte(&path, pos)
+                    .expect("corrupt inside the file");
+                cluster.trace().event(format!(
+                    "sabotage: bit rot in {} at {pos} (entry {commitlog_offset})",
+                    path.display()
+                ));
+            }
+        }
+        Sabotage::RogueOffsetCommit => {
+            let (c, o) = (cfg.clone(), oracle.clone());
+            let brokers = cfg.brokers.clone();
+            on_node(cluster, "admin", async move {
+                let client = apogee::remoting::RemotingClient::new();
+                let Ok(progress) = workload::progress(&c).await else {
+                    return;
+                };
+                let Some(q) = progress.iter().find(|q| q.committed_offset > 1) else {
+                    return;
+                };
+                let inc = brokers
+                    .iter()
+                    .find(|b| b.addr == q.broker)
+                    .map(|b| b.incarnation())
+                    .unwrap_or(0);
+                let now = apogee::rt::now();
+                o.record_offset_event(OffsetEvent {
+                    broker: q.broker.clone(),
+                    broker_incarnation: inc,
+                    group: c.group.clone(),
+                    topic: c.topic.clone(),
+                    queue_id: q.queue_id,
+                    offset: q.committed_offset,
+                    started_at: now,
+                    finished_at: now,
+                    kind: OffsetEventKind::Query,
+                });
+                // Not recorded in the oracle: to the checker this is the broker moving back.
+                let rogue = apogee::remoting::RemotingCommand::request(
+                    apogee::remoting::request_code::UPDATE_CONSUMER_OFFSET,
+                )
+                .with_ext("consumerGroup", &c.group)
+                .with_ext("topic", &c.topic)
+                .with_ext("queueId", q.queue_id)
+                .with_ext("commitOffset", q.committed_offset / 2);
+                let _ = client.invoke(&q.broker, rogue, 3_000).await;
+                o.trace().event("sabotage: rogue offset commit");
+            })
+            .await;
+        }
+    }
+}
+
+fn corrupt_consume_queue_unit(
+    cluster: &Cluster,
+    oracle: &Oracle,
+    facts: &BTreeMap<String, BrokerFacts>,
+) {
+    let target = {
+        let st = oracle.state();
+        st.scanned_queues
+            .iter()
+            .find(|(_, (min, max))| max > min)
+            .map(|((b, t, q), (min, _))| (b.clone(), t.clone(), *q, *min))
+    };
+    let Some((broker, topic, queue_id, min)) = target else {
+        return;
+    };
+    let disk = &facts[&broker].disk;
+    let dir = disk
+        .store_root()
+        .join("consumequeue")
+        .join(&topic)
+        .join(queue_id.to_string());
+    let unit_pos = min as u64 * invariants::cq_points_at_commitlog::CQ_UNIT_SIZE;
+    let mut files: Vec<(u64, std::path::PathBuf)> = disk
+        .paths()
+        .into_iter()
+        .filter(|p| p.parent() == Some(dir.as_path()))
+        .filter_map(|p| Some((p.file_name()?.to_str()?.parse().ok()?, p)))
+        .collect();
+    files.sort();
+    if let Some((start, path)) = files.iter().rev().find(|(s, _)| *s <= unit_pos) {
+        // Byte 11 is the low byte of the unit's size field.
+        let pos = unit_pos - start + 11;
+        if disk.sim_disk().corrupt_byte(path, pos).is_ok() {
+            cluster.trace().event(format!(
+                "sabotage: corrupt ConsumeQueue unit {min} of {topic}/{queue_id} on {broker}"
+            ));
+        }
+    }
 }
