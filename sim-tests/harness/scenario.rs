@@ -330,6 +330,7 @@ async fn setup_topic(cluster: &Cluster, cfg: &WorkloadConfig) -> Result<(), Stri
     .await
 }
 
+#[allow(unused_assignments)]
 /// Faults are off: the cluster must take writes and the group must catch up before the
 /// deadline; then the final scan reads every queue.
 async fn liveness_phase(
