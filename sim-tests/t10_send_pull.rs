@@ -30,7 +30,13 @@ async fn scenario() -> SimOutcome {
     let mut cluster = Cluster::new(trace.clone());
     let namesrv = addr(namesrv_ip(0), NAMESRV_PORT);
     let broker = addr(broker_ip(0), BROKER_PORT);
-    cluster.add_node("namesrv-0", Role::Namesrv, namesrv_ip(0), None, namesrv_main(NAMESRV_PORT));
+    cluster.add_node(
+        "namesrv-0",
+        Role::Namesrv,
+        namesrv_ip(0),
+        None,
+        namesrv_main(NAMESRV_PORT),
+    );
     let disk = SimDiskHandle::new("/store");
     let cfg = SimBrokerConfig {
         broker_name: "broker-a".into(),
@@ -41,7 +47,13 @@ async fn scenario() -> SimOutcome {
         debug_bugs: DebugBugs::default(),
         store_root: "/store".into(),
     };
-    cluster.add_node("broker-a", Role::Broker, broker_ip(0), Some(disk.clone()), broker_main(cfg));
+    cluster.add_node(
+        "broker-a",
+        Role::Broker,
+        broker_ip(0),
+        Some(disk.clone()),
+        broker_main(cfg),
+    );
     cluster.add_node(
         "client",
         Role::Client,
@@ -94,7 +106,10 @@ async fn scenario() -> SimOutcome {
         let queue_offset: i64 = resp.required("queueOffset").expect("queueOffset");
         let queue_id: i32 = resp.required("queueId").expect("queueId");
         assert_eq!(queue_id, 0);
-        t.event(format!("acked at queue offset {queue_offset} msgId {:?}", resp.ext("msgId")));
+        t.event(format!(
+            "acked at queue offset {queue_offset} msgId {:?}",
+            resp.ext("msgId")
+        ));
         queue_offset
     })
     .await;
@@ -107,7 +122,10 @@ async fn scenario() -> SimOutcome {
                 match pull(&client, &b, "cg10", TOPIC, 0, queue_offset, 32).await {
                     Ok(r) if r.code == rs::SUCCESS => {
                         let m = &r.messages[0];
-                        assert_eq!(m.body, sent, "{label}: pulled body differs from the sent one");
+                        assert_eq!(
+                            m.body, sent,
+                            "{label}: pulled body differs from the sent one"
+                        );
                         assert_eq!(m.topic, TOPIC);
                         assert_eq!(m.queue_offset, queue_offset);
                         assert_eq!(m.tags(), Some("TagA"));

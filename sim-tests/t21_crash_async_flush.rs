@@ -23,7 +23,12 @@ async fn run_scenario() -> SimOutcome {
     let trace = Trace::new();
     let mut spec = ScenarioSpec::new(NAME);
     spec.brokers = vec![BrokerSpec::new(FlushDiskType::AsyncFlush)];
-    spec.plan = FaultPlan::new(CrashMode::ALL.iter().map(|m| FaultKind::CrashBroker(*m)).collect());
+    spec.plan = FaultPlan::new(
+        CrashMode::ALL
+            .iter()
+            .map(|m| FaultKind::CrashBroker(*m))
+            .collect(),
+    );
     spec.safety = Duration::from_secs(20);
     scenario::run(spec, trace.clone()).await.assert_ok(&trace)
 }

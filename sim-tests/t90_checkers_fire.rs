@@ -30,7 +30,8 @@ fn assert_fires(invariant: &'static str, make: fn() -> ScenarioSpec) {
     let mut tried = Vec::new();
     for seed in seeds {
         let outcome = std::thread::spawn(move || {
-            let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            let mut rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(Duration::from_secs(900));
             rt.block_on(async move {
                 let trace = Trace::new();

@@ -16,8 +16,8 @@ use super::faults::{run_safety_phase, FaultCounts, FaultPlan};
 use super::nodes::{broker_main, namesrv_main, SimBrokerConfig};
 use super::oracle::{OffsetEvent, OffsetEventKind, Oracle};
 use super::workload::{
-    self, consumer_main, create_topic, fetch_route, producer_main, BrokerInfo, StopFlag,
-    WorkloadConfig,
+    self, client_producer_main, consumer_main, create_topic, fetch_route, producer_main,
+    BrokerInfo, StopFlag, WorkloadConfig,
 };
 use super::{SimOutcome, Trace};
 use crate::invariants::{self, BrokerFacts, CheckInput, Report, Violation};
@@ -102,7 +102,11 @@ impl ScenarioResult {
     pub fn assert_ok(self, trace: &Trace) -> SimOutcome {
         if !self.violations.is_empty() {
             let mut text = format!("{} invariant violation(s):\n", self.violations.len());
-            for v in self.violations.iter().take(invariants::VIOLATIONS_SHOWN_MAX) {
+            for v in self
+                .violations
+                .iter()
+                .take(invariants::VIOLATIONS_SHOWN_MAX)
+            {
                 text.push_str(&format!("  {v}\n"));
             }
             text.push_str("report:\n");
@@ -156,7 +160,13 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
         };
-        cluster.add_node(&name, Role::Broker, ip, Some(disk.clone()), broker_main(cfg));
+        cluster.add_node(
+            &name,
+            Role::Broker,
+            ip,
+            Some(disk.clone()),
+            broker_main(cfg),
+        );
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -205,13 +215,25 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             Role::Client,
             client_ip(i as u8),
             None,
+            // Even producers speak raw remoting; odd ones use Apogee's client library.
             Arc::new(move |ctx: NodeContext| {
-                Box::pin(producer_main(
-                    format!("{}#{}", ctx.name, ctx.incarnation),
-                    cfg.clone(),
-                    oracle.clone(),
-                    stop.clone(),
-                ))
+                let name = format!("{}#{}", ctx.name, ctx.incarnation);
+                if i % 2 == 0 {
+                    Box::pin(producer_main(
+                        name,
+                        cfg.clone(),
+                        oracle.clone(),
+                        stop.clone(),
+                    )) as super::cluster::BoxFuture
+                } else {
+                    Box::pin(client_producer_main(
+                        name,
+                        ctx.ip,
+                        cfg.clone(),
+                        oracle.clone(),
+                        stop.clone(),
+                    ))
+                }
             }),
         );
     }
@@ -238,14 +260,41 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         );
     }
 
+    // An independent observer of the group's committed offsets (for the monotonicity checker).
+    {
+        let (c, o, stop) = (wcfg.clone(), oracle.clone(), consumers_stop.clone());
+        let node = madsim::runtime::Handle::current()
+            .get_node(cluster.node_id("admin"))
+            .expect("admin node");
+        node.spawn(async move {
+            while !stop.is_stopped() {
+                apogee::rt::sleep_ms(1_000).await;
+                record_committed_offsets(&c, &o).await;
+            }
+        });
+    }
+
     let mut counts = FaultCounts::default();
     if violations.is_empty() {
-        run_safety_phase(&mut cluster, &spec.plan, &consumer_names, spec.safety, &mut counts)
-            .await;
+        run_safety_phase(
+            &mut cluster,
+            &spec.plan,
+            &consumer_names,
+            spec.safety,
+            &mut counts,
+        )
+        .await;
         sabotage_before_liveness(&mut cluster, &spec, &wcfg, &oracle, &facts).await;
         violations.extend(
-            liveness_phase(&cluster, &wcfg, &oracle, &producers_stop, &consumers_stop, spec.liveness_deadline)
-                .await,
+            liveness_phase(
+                &cluster,
+                &wcfg,
+                &oracle,
+                &producers_stop,
+                &consumers_stop,
+                spec.liveness_deadline,
+            )
+            .await,
         );
     }
     producers_stop.stop();
@@ -354,12 +403,18 @@ async fn liveness_phase(
     let mut last = String::new();
     loop {
         let (c, o) = (cfg.clone(), oracle.clone());
-        match on_node(cluster, "admin", async move { workload::probe_send(&c, &o).await }).await {
+        match on_node(cluster, "admin", async move {
+            workload::probe_send(&c, &o).await
+        })
+        .await
+        {
             Ok(()) => break,
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("no acked probe send within {deadline:?} after healing: {last}"));
+            return fail(format!(
+                "no acked probe send within {deadline:?} after healing: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
@@ -411,7 +466,9 @@ async fn liveness_phase(
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("consumers did not catch up within {deadline:?}: {last}"));
+            return fail(format!(
+                "consumers did not catch up within {deadline:?}: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
@@ -420,14 +477,18 @@ async fn liveness_phase(
     // 3. Every queue reads back from min to max.
     loop {
         let (c, o) = (cfg.clone(), oracle.clone());
-        match on_node(cluster, "admin", async move { workload::final_scan("admin", &c, &o).await })
-            .await
+        match on_node(cluster, "admin", async move {
+            workload::final_scan("admin", &c, &o).await
+        })
+        .await
         {
             Ok(()) => break,
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("final scan did not complete within {deadline:?}: {last}"));
+            return fail(format!(
+                "final scan did not complete within {deadline:?}: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
@@ -572,6 +633,48 @@ fn corrupt_consume_queue_unit(
             cluster.trace().event(format!(
                 "sabotage: corrupt ConsumeQueue unit {min} of {topic}/{queue_id} on {broker}"
             ));
+        }
+    }
+}
+
+/// Reads the group's committed offset of every queue and records each found value as a Query.
+async fn record_committed_offsets(cfg: &WorkloadConfig, oracle: &Oracle) {
+    let client = apogee::remoting::RemotingClient::new();
+    for b in &cfg.brokers {
+        for queue_id in 0..cfg.queue_count {
+            let started_at = apogee::rt::now();
+            let incarnation = b.incarnation();
+            let req = apogee::remoting::RemotingCommand::request(
+                apogee::remoting::request_code::QUERY_CONSUMER_OFFSET,
+            )
+            .with_ext("consumerGroup", &cfg.group)
+            .with_ext("topic", &cfg.topic)
+            .with_ext("queueId", queue_id)
+            .with_ext("setZeroIfNotFound", false);
+            let Ok(resp) = client.invoke(&b.addr, req, 1_000).await else {
+                continue;
+            };
+            if resp.code != apogee::remoting::response_code::SUCCESS {
+                continue;
+            }
+            let Ok(offset) = resp.required::<i64>("offset") else {
+                continue;
+            };
+            // The broker restarted while we asked: the value belongs to no known incarnation.
+            if b.incarnation() != incarnation {
+                continue;
+            }
+            oracle.record_offset_event(OffsetEvent {
+                broker: b.addr.clone(),
+                broker_incarnation: incarnation,
+                group: cfg.group.clone(),
+                topic: cfg.topic.clone(),
+                queue_id,
+                offset,
+                started_at,
+                finished_at: apogee::rt::now(),
+                kind: OffsetEventKind::Query,
+            });
         }
     }
 }
