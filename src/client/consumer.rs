@@ -705,7 +705,12 @@ impl ConsumerInner {
             // Dropping the remaining long polls is safe: offsets only move on applied results.
             match waited {
                 Ok(delivered) if !delivered.is_empty() => return Ok(delivered),
-                Ok(_) => {}
+                Ok(_) => {
+                    // Every long poll came back empty (held to its timeout, or a broker that
+                    // does not hold requests): pause briefly so the loop never spins.
+                    let left = deadline.saturating_duration_since(rt::now());
+                    rt::sleep(left.min(Duration::from_millis(100))).await;
+                }
                 Err(_) => return Ok(Vec::new()),
             }
         }

@@ -30,6 +30,82 @@ struct FakeBroker {
     consumer_ids: Mutex<Vec<String>>,
     connections: Mutex<Vec<Connection>>,
     heartbeats: Mutex<usize>,
+    /// queue id → (min offset, encoded entries from the min offset on).
+    store: Mutex<BTreeMap<i32, (i64, Vec<Vec<u8>>)>>,
+}
+
+impl FakeBroker {
+    /// Appends a message to `queue_id` as a stored entry (optionally zlib-compressed).
+    fn put(&self, topic: &str, queue_id: i32, tags: &str, body: &[u8], compress: bool) {
+        use std::io::Write;
+        let mut store = self.store.lock().unwrap();
+        let (min, entries) = store.entry(queue_id).or_insert((0, Vec::new()));
+        let queue_offset = *min + entries.len() as i64;
+        let props = crate::message::encode_properties(
+            &[("TAGS".to_string(), tags.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let (sys_flag, stored_body) = if compress {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+            e.write_all(body).unwrap();
+            (crate::message::sysflag::COMPRESSED, e.finish().unwrap())
+        } else {
+            (0, body.to_vec())
+        };
+        let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let mut out = Vec::new();
+        crate::message::entry::encode_entry(
+            &crate::message::entry::EntryFields {
+                queue_id,
+                flag: 0,
+                queue_offset,
+                commitlog_offset: 1000 + queue_offset * 100,
+                sys_flag,
+                born_timestamp: 1,
+                born_host: host,
+                store_timestamp: 2,
+                store_host: host,
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                body: &stored_body,
+                topic,
+                properties: props.as_bytes(),
+            },
+            &mut out,
+        )
+        .unwrap();
+        entries.push(out);
+    }
+
+    fn pull(&self, request: &RemotingCommand) -> RemotingCommand {
+        let queue_id: i32 = request.required("queueId").unwrap();
+        let offset: i64 = request.required("queueOffset").unwrap();
+        let max: usize = request.required("maxMsgNums").unwrap();
+        let store = self.store.lock().unwrap();
+        let (min, entries) = store.get(&queue_id).cloned().unwrap_or((0, Vec::new()));
+        let max_offset = min + entries.len() as i64;
+        let (code, next, body) = if offset < min || offset > max_offset {
+            (response_code::PULL_OFFSET_MOVED, min, Vec::new())
+        } else if offset == max_offset {
+            (response_code::PULL_NOT_FOUND, offset, Vec::new())
+        } else {
+            let from = (offset - min) as usize;
+            let to = (from + max).min(entries.len());
+            (
+                response_code::SUCCESS,
+                min + to as i64,
+                entries[from..to].concat(),
+            )
+        };
+        request
+            .response(code, None)
+            .with_ext("nextBeginOffset", next)
+            .with_ext("minOffset", min)
+            .with_ext("maxOffset", max_offset)
+            .with_ext("suggestWhichBrokerId", 0)
+            .with_body(body)
+    }
 }
 
 impl RequestProcessor for FakeBroker {
@@ -84,14 +160,7 @@ impl RequestProcessor for FakeBroker {
                 request_code::UPDATE_CONSUMER_OFFSET | request_code::UNREGISTER_CLIENT => {
                     Some(request.response(response_code::SUCCESS, None))
                 }
-                request_code::PULL_MESSAGE => Some(
-                    request
-                        .response(response_code::PULL_NOT_FOUND, None)
-                        .with_ext("nextBeginOffset", request.ext("queueOffset").unwrap_or("0"))
-                        .with_ext("minOffset", 0)
-                        .with_ext("maxOffset", 0)
-                        .with_ext("suggestWhichBrokerId", 0),
-                ),
+                request_code::PULL_MESSAGE => Some(self.pull(&request)),
                 code => Some(request.response(
                     response_code::REQUEST_CODE_NOT_SUPPORTED,
                     Some(format!("fake broker: code {code}")),
@@ -400,4 +469,118 @@ async fn consumer_rebalances_on_notify_consumer_ids_changed() {
         .iter()
         .any(|r| r.code == request_code::UNREGISTER_CLIENT);
     assert!(unregistered);
+}
+
+#[tokio::test]
+async fn pull_decodes_decompresses_filters_tags_and_follows_offset_moves() {
+    let c = cluster().await;
+    let (b1, b2) = (&c.brokers[0].0, &c.brokers[1].0);
+    b1.put("T", 0, "a", b"first", false);
+    b1.put("T", 0, "b", b"not-mine", false);
+    b1.put("T", 0, "a", &vec![b'z'; 10_000], true);
+    // b2 queue 1 starts at offset 5 (older messages deleted): the consumer's offset 0 is moved.
+    b2.store.lock().unwrap().insert(1, (5, Vec::new()));
+    b2.put("T", 1, "a", b"moved", false);
+
+    let client = client_for(vec![c.namesrv.local_addr().to_string()], "puller");
+    let me = client.client_id();
+    for (b, _) in &c.brokers {
+        *b.consumer_ids.lock().unwrap() = vec![me.clone()];
+    }
+    let mut config = ConsumerConfig::new("cg", "T");
+    config.sub_expression = "a".to_string();
+    config.suspend_timeout_ms = 200;
+    config.pull_rpc_timeout_ms = 1_200;
+    let consumer = PullConsumer::start(client, config).await.unwrap();
+    let mut bodies = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while bodies.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "got {bodies:?}");
+        for m in consumer.poll(300).await.unwrap() {
+            assert_eq!(m.tags(), Some("a"));
+            bodies.push(m.body.to_vec());
+        }
+    }
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![b"first".to_vec(), b"moved".to_vec(), vec![b'z'; 10_000]]
+    );
+    let progress = consumer.progress();
+    let q0 = progress
+        .iter()
+        .find(|(q, _)| q.broker_name == "b1" && q.queue_id == 0)
+        .unwrap()
+        .1;
+    assert_eq!(q0.next_offset, 3);
+    let q1 = progress
+        .iter()
+        .find(|(q, _)| q.broker_name == "b2" && q.queue_id == 1)
+        .unwrap()
+        .1;
+    assert_eq!(q1.next_offset, 6);
+    // Nothing is consumed until commit; then every queue's delivered offset is stored.
+    consumer.commit().await.unwrap();
+    let commits: Vec<(String, String)> = b1
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.code == request_code::UPDATE_CONSUMER_OFFSET)
+        .map(|r| {
+            (
+                r.ext("queueId").unwrap().to_string(),
+                r.ext("commitOffset").unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        commits.contains(&("0".to_string(), "3".to_string())),
+        "{commits:?}"
+    );
+    // Pulls after the commit piggyback it with the COMMIT_OFFSET flag.
+    let _ = consumer.poll(100).await.unwrap();
+    let piggybacked = b1.received.lock().unwrap().iter().any(|r| {
+        r.code == request_code::PULL_MESSAGE
+            && r.ext("queueId") == Some("0")
+            && r.ext("commitOffset") == Some("3")
+            && r.required::<i32>("sysFlag").unwrap() & 0x1 != 0
+    });
+    assert!(piggybacked);
+}
+
+#[tokio::test]
+async fn send_attempt_makes_exactly_one_request_and_classifies_it() {
+    let c = cluster().await;
+    let client = client_for(vec![c.namesrv.local_addr().to_string()], "attempts");
+    let mut config = ProducerConfig::new("pg");
+    config.send_timeout_ms = 200;
+    let producer = Producer::new(client, config);
+    let b2 = &c.brokers[1].0;
+    b2.sends
+        .lock()
+        .unwrap()
+        .extend([Script::Code(response_code::SYSTEM_BUSY), Script::Hang]);
+    let q = body::mq("T", "b2", 1);
+    match producer.send_attempt(Message::new("T", "1"), &q).await {
+        SendOutcome::Failed { code, .. } => assert_eq!(code, Some(response_code::SYSTEM_BUSY)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sends(b2).len(), 1);
+    match producer.send_attempt(Message::new("T", "2"), &q).await {
+        SendOutcome::Unknown { error } => assert!(error.is_outcome_unknown()),
+        other => panic!("{other:?}"),
+    }
+    match producer.send_attempt(Message::new("T", "3"), &q).await {
+        SendOutcome::Acknowledged(r) => {
+            assert_eq!(r.queue, q);
+            assert_eq!(r.queue_offset, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sends(b2).len(), 3);
+    assert!(sends(&c.brokers[0].0).is_empty());
+    assert!(sends(b2)
+        .iter()
+        .all(|r| r.ext("e") == Some("1") && r.ext("n") == Some("b2")));
 }

@@ -401,6 +401,56 @@ impl Producer {
         self.send_with_retries(msg, None).await
     }
 
+    /// Exactly one SEND_MESSAGE_V2 attempt to `queue`, no retry: the per-attempt outcome a
+    /// simulation oracle records (Acknowledged / Failed with the broker's code / Unknown).
+    pub async fn send_attempt(&self, mut msg: Message, queue: &MessageQueue) -> SendOutcome {
+        if let Err(error) = self.validate(&msg) {
+            return SendOutcome::Failed { code: None, error };
+        }
+        self.ensure_uniq_key(&mut msg);
+        let addr = match self
+            .client
+            .master_addr_of(&msg.topic, &queue.broker_name)
+            .await
+        {
+            Ok(a) => a,
+            Err(error) => return SendOutcome::Failed { code: None, error },
+        };
+        let (sys_flag, body) = self.encode_body(&msg.body);
+        let request = build_send_request(
+            &self.config.group,
+            queue,
+            self.config.default_topic_queue_nums,
+            sys_flag,
+            rt::now_ms(),
+            msg.flag,
+            &encode_properties(&msg.properties),
+            false,
+            body,
+        );
+        let op = format!("SEND_MESSAGE_V2 {}", msg.topic);
+        let uniq_key = msg.uniq_key().unwrap_or_default().to_string();
+        match self
+            .client
+            .invoke_broker_raw(&addr, &op, request, self.config.send_timeout_ms)
+            .await
+        {
+            Ok(response) => match parse_send_response(&addr, &op, queue, &uniq_key, &response) {
+                Ok(result) => SendOutcome::Acknowledged(result),
+                // SUCCESS with unreadable headers: stored, but we cannot say where.
+                Err(error) if response.code == response_code::SUCCESS => {
+                    SendOutcome::Unknown { error }
+                }
+                Err(error) => SendOutcome::Failed {
+                    code: Some(response.code),
+                    error,
+                },
+            },
+            Err(error) if error.is_outcome_unknown() => SendOutcome::Unknown { error },
+            Err(error) => SendOutcome::Failed { code: None, error },
+        }
+    }
+
     /// Sends to one given queue (no queue selection; retries only on the same queue).
     pub async fn send_to_queue(
         &self,
