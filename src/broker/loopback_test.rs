@@ -339,3 +339,71 @@ async fn offsets_survive_broker_restart() {
     assert_eq!(resp.ext("offset"), Some("17"));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn registers_to_namesrv_and_unregisters_on_shutdown() {
+    use crate::config::NamesrvConfig;
+    use crate::namesrv::Namesrv;
+    let ns = Namesrv::start(NamesrvConfig {
+        listen_port: 0,
+        listen_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        ..NamesrvConfig::default()
+    })
+    .await
+    .expect("namesrv starts");
+    let mut config = test_config();
+    config.namesrv_addrs = vec![ns.local_addr().to_string()];
+    let broker = Broker::start(config, Arc::new(SimDisk::new()))
+        .await
+        .unwrap();
+    let broker_addr = broker.broker_addr().to_string();
+    let routed = |topic: &str| {
+        ns.topic_route(topic).is_some_and(|r| {
+            r.broker_datas
+                .iter()
+                .any(|b| b.broker_addrs.get(&0) == Some(&broker_addr))
+        })
+    };
+    let mut registered = false;
+    for _ in 0..100 {
+        if routed("TBW102") {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(registered, "TBW102 routed to {broker_addr}");
+
+    // A new topic is registered at once, not after registerNameServerPeriod (30 s).
+    let client = RemotingClient::new();
+    let create = RemotingCommand::request(code::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", "Fresh")
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", 2)
+        .with_ext("writeQueueNums", 2)
+        .with_ext("perm", 6)
+        .with_ext("topicFilterType", "SINGLE_TAG");
+    let resp = client
+        .invoke(&loopback(broker.local_addr()), create, TIMEOUT_MS)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, rc::SUCCESS);
+    let mut fresh = false;
+    for _ in 0..100 {
+        if routed("Fresh") {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fresh, "Fresh routed within 2 s");
+    let q = ns.topic_route("Fresh").unwrap().queue_datas;
+    assert_eq!(
+        (q[0].read_queue_nums, q[0].write_queue_nums, q[0].perm),
+        (2, 2, 6)
+    );
+
+    broker.shutdown().await;
+    assert!(!routed("Fresh"), "unregistered on shutdown");
+    ns.shutdown();
+}

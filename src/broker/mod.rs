@@ -524,8 +524,12 @@ impl Broker {
             task.abort();
         }
         register_loop::unregister_all(&self.controller, &self.namesrv_client).await;
-        for server in self.servers.drain(..) {
+        for server in &self.servers {
             server.shutdown();
+        }
+        // The ports are free again once shutdown returns (restart in the same process).
+        for server in self.servers.drain(..) {
+            server.wait_stopped().await;
         }
         self.controller.shutdown().await;
         tracing::info!("broker {} shut down", self.controller.config.broker_name);
