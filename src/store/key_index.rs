@@ -68,15 +68,74 @@ impl KeyIndex for NoIndex {
     }
 }
 
+impl KeyIndex for crate::store::index_file::IndexService {
+    fn build_index(
+        &self,
+        topic: &str,
+        keys: &[&str],
+        commitlog_offset: i64,
+        store_timestamp: i64,
+    ) -> Result<(), StoreError> {
+        crate::store::index_file::IndexService::build_index(
+            self,
+            topic,
+            keys,
+            commitlog_offset,
+            store_timestamp,
+        )
+        .map_err(StoreError::from)
+    }
+    fn truncate_after(&self, commitlog_offset: i64) -> Result<(), StoreError> {
+        crate::store::index_file::IndexService::truncate_after(self, commitlog_offset)
+            .map_err(StoreError::from)
+    }
+    fn query(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin_timestamp: i64,
+        end_timestamp: i64,
+    ) -> Result<KeyQueryResult, StoreError> {
+        let r = crate::store::index_file::IndexService::query(
+            self,
+            topic,
+            key,
+            max_num,
+            begin_timestamp,
+            end_timestamp,
+        )
+        .map_err(StoreError::from)?;
+        Ok(KeyQueryResult {
+            commitlog_offsets: r.phy_offsets,
+            index_last_update_timestamp: r.index_last_update_timestamp,
+            index_last_update_phyoffset: r.index_last_update_phyoffset,
+        })
+    }
+    fn flush(&self) -> Result<Option<i64>, StoreError> {
+        crate::store::index_file::IndexService::flush(self).map_err(StoreError::from)
+    }
+    fn delete_expired(&self, commitlog_min_offset: i64) -> Result<(), StoreError> {
+        crate::store::index_file::IndexService::delete_expired(self, commitlog_min_offset)
+            .map(|_| ())
+            .map_err(StoreError::from)
+    }
+}
+
 /// The key index the store uses for `config` (NoIndex when messageIndexEnable=false).
 pub fn open_index(
     config: &crate::store::StoreConfig,
     disk: std::sync::Arc<dyn crate::store::disk::Disk>,
 ) -> Result<std::sync::Arc<dyn KeyIndex>, StoreError> {
-    let _ = disk;
     if !config.message_index_enable {
         return Ok(std::sync::Arc::new(NoIndex));
     }
-    // The IndexFile service (store-index helper) plugs in here once delivered.
-    Ok(std::sync::Arc::new(NoIndex))
+    let service = crate::store::index_file::IndexService::open(
+        disk,
+        &config.index_dir(),
+        config.max_hash_slot_num,
+        config.max_index_num,
+    )
+    .map_err(StoreError::from)?;
+    Ok(std::sync::Arc::new(service))
 }

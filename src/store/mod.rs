@@ -552,7 +552,8 @@ impl MessageStore {
             result.next_begin_offset = queue_offset;
         } else if queue_offset > max {
             result.status = GetMessageStatus::OffsetOverflowBadly;
-            result.next_begin_offset = if min == 0 { min } else { max };
+            // RocketMQ 5.x corrects to the max offset (4.9 used the min when it was 0).
+            result.next_begin_offset = max;
         } else {
             self.read_queue(
                 &mut result,

@@ -16,6 +16,8 @@ pub(crate) fn test_config(root: &str) -> StoreConfig {
         store_path_root_dir: PathBuf::from(root),
         mapped_file_size_commitlog: 64 * 1024,
         mapped_file_size_consume_queue: 20 * 200,
+        max_hash_slot_num: 1000,
+        max_index_num: 4000,
         flush_interval_commitlog_ms: 20,
         flush_interval_consume_queue_ms: 50,
         clean_resource_interval_ms: 60_000,
@@ -453,6 +455,39 @@ async fn lost_consume_queue_is_rebuilt_from_the_log() {
     assert_eq!(store.max_offset_in_queue("Q", 0), 75);
     assert_eq!(store.max_offset_in_queue("Q", 1), 75);
     assert_eq!(bodies(&store, "Q", 1).len(), 75);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_by_key_after_recovery() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let mut m = msg("K", 0, b"keyed");
+    m.properties = "KEYS\u{1}order-7 order-8\u{2}UNIQ_KEY\u{1}U1\u{2}".to_string();
+    assert_eq!(store.put_message(m).await.status, PutMessageStatus::PutOk);
+    for key in ["order-7", "order-8", "U1"] {
+        let r = store.query_message("K", key, 10, 0, i64::MAX);
+        assert_eq!(r.messages.len(), 1, "key {key}");
+    }
+    assert!(store
+        .query_message("K", "order-9", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+    assert!(store
+        .query_message("Other", "order-7", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(9));
+    drop(store);
+    let store = open(&config, &disk).await;
+    assert_eq!(
+        store
+            .query_message("K", "order-7", 10, 0, i64::MAX)
+            .messages
+            .len(),
+        1
+    );
     store.shutdown().await;
 }
 
