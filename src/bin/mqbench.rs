@@ -1,0 +1,1003 @@
+//! `mqbench`: load generator and checker for RocketMQ-protocol brokers, in the style of
+//! RocketMQ's `benchmark/producer.sh` and `consumer.sh`, built on Apogee's own client.
+//!
+//! * `mqbench producer -n 127.0.0.1:9876 -t BenchTopic -w 16 -s 1024 --duration-secs 10`
+//! * `mqbench consumer -n 127.0.0.1:9876 -t BenchTopic -g bench_cg --from first --verify --expect 10000`
+//!
+//! Every second a progress line goes to stderr (to stdout without `--json`); the final summary
+//! goes to stdout (one JSON object with `--json`). Message bodies start with
+//! `<run id hex> <sequence>` so the consumer can count duplicates and gaps (`--verify`).
+//!
+//! Wall-clock measurement uses `std::time::Instant` here on purpose: this binary reports real
+//! latencies; it is not part of the core and never runs inside a simulation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use apogee::client::{
+    ClientConfig, ConsumeFromWhere, ConsumerConfig, Message, MqClient, Producer, ProducerConfig,
+    PullConsumer,
+};
+use apogee::config::NAMESRV_ADDR_ENV;
+use apogee::protocol::topic::{TopicConfig, PERM_READ, PERM_WRITE};
+use apogee::rt;
+
+// ------------------------------------------------------------------------------ histogram
+
+/// Log-linear latency histogram (HDR-style, 32 sub-buckets per power of two, so a reported
+/// percentile is within ~3% of the true value). Values are microseconds (or milliseconds for
+/// end-to-end consume latency). Written here rather than pulling in `hdrhistogram`: 40 lines,
+/// no new dependency for the whole workspace.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    sum: u128,
+    max: u64,
+}
+
+const SUB_BUCKET_BITS: u32 = 5;
+const SUB_BUCKETS: u64 = 1 << SUB_BUCKET_BITS;
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            counts: vec![0; 64 * SUB_BUCKETS as usize + 2 * SUB_BUCKETS as usize],
+            total: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        let msb = 63 - (v | 1).leading_zeros();
+        if msb <= SUB_BUCKET_BITS {
+            return v as usize;
+        }
+        let shift = msb - SUB_BUCKET_BITS;
+        (SUB_BUCKETS * shift as u64 + (v >> shift)) as usize
+    }
+
+    /// Highest value that lands in bucket `idx` (reported percentiles round up, like HDR).
+    fn upper(idx: usize) -> u64 {
+        let idx = idx as u64;
+        if idx < 2 * SUB_BUCKETS {
+            return idx;
+        }
+        let shift = idx / SUB_BUCKETS - 1;
+        let base = idx - SUB_BUCKETS * shift;
+        ((base + 1) << shift) - 1
+    }
+
+    fn record(&mut self, v: u64) {
+        let i = Self::index(v);
+        debug_assert!(
+            Self::upper(i) >= v,
+            "bucket {i} upper bound below its value {v}"
+        );
+        self.counts[i] += 1;
+        self.total += 1;
+        self.sum += v as u128;
+        self.max = self.max.max(v);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    fn percentile(&self, p: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::upper(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    fn mean(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.total as f64
+        }
+    }
+
+    fn summary_json(&self) -> serde_json::Value {
+        json!({
+            "count": self.total,
+            "mean": (self.mean() * 10.0).round() / 10.0,
+            "p50": self.percentile(50.0),
+            "p99": self.percentile(99.0),
+            "p999": self.percentile(99.9),
+            "max": self.max,
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "p50 {} p99 {} p999 {} max {}",
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(99.9),
+            self.max
+        )
+    }
+}
+
+// ------------------------------------------------------------------------------ arguments
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mqbench",
+    version,
+    about = "Producer/consumer benchmark for RocketMQ-protocol brokers (Apogee's own client)"
+)]
+struct Args {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Sends messages and reports send TPS, MB/s and send latency.
+    Producer(ProducerArgs),
+    /// Pulls messages and reports receive TPS, MB/s, end-to-end latency and (--verify) gaps.
+    Consumer(ConsumerArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SendMode {
+    /// `-w` senders, each waiting for its answer before the next send.
+    Sync,
+    /// One issuing loop keeping up to `-w` sends in flight (callback style).
+    Async,
+    /// `-w` senders writing requests without waiting for answers.
+    Oneway,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum From {
+    First,
+    Last,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Name server list, `;`-separated (default: NAMESRV_ADDR, else 127.0.0.1:9876).
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv: Option<String>,
+    /// Topic.
+    #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
+    topic: String,
+    /// Concurrency: senders in flight (producer) or consumer instances in the group (consumer).
+    #[arg(short = 'w', long = "threadCount", default_value_t = 16)]
+    concurrency: usize,
+    /// Stop after this many messages (sent or received).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds (default 10 unless --count is given).
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// One JSON summary on stdout; progress lines go to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Suppress per-second progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProducerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Message body size in bytes (at least 32: the body carries a run id and sequence).
+    #[arg(short = 's', long = "messageSize", default_value_t = 128)]
+    size: usize,
+    #[arg(long, value_enum, default_value_t = SendMode::Sync)]
+    mode: SendMode,
+    /// Messages per SEND_BATCH_MESSAGE request (1 = single sends).
+    #[arg(short = 'b', long = "batchSize", default_value_t = 1)]
+    batch: usize,
+    /// Tag on every message.
+    #[arg(long = "tag")]
+    tag: Option<String>,
+    /// Give every message a unique key (`bench-<run>-<seq>`; exercises the index).
+    #[arg(short = 'k', long = "keyEnable")]
+    keys: bool,
+    /// Producer group.
+    #[arg(short = 'g', long = "group", default_value = "benchmark_producer")]
+    group: String,
+    /// Target send rate in messages/s over all senders (default: as fast as possible).
+    #[arg(long)]
+    tps: Option<f64>,
+    /// Create the topic on every master of this cluster first (read/write queues = --queues).
+    #[arg(short = 'c', long = "cluster", default_value = "DefaultCluster")]
+    cluster: String,
+    /// Queue count when creating the topic.
+    #[arg(long, default_value_t = 8)]
+    queues: i32,
+    /// Do not create the topic (it must exist or be auto-created by the broker).
+    #[arg(long)]
+    no_create_topic: bool,
+    /// Per-send timeout.
+    #[arg(long, default_value_t = 3_000)]
+    send_timeout_ms: u64,
+    /// Retries after a failed sync send (Java retryTimesWhenSendFailed). 0 for raw figures.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConsumerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Consumer group.
+    #[arg(short = 'g', long = "group", default_value = "benchmark_consumer")]
+    group: String,
+    /// Where a group without a stored offset starts.
+    #[arg(long, value_enum, default_value_t = From::Last)]
+    from: From,
+    /// Tag expression (`*`, `a || b`).
+    #[arg(long = "expression", default_value = "*")]
+    expression: String,
+    /// Messages per pull request.
+    #[arg(long, default_value_t = 32)]
+    pull_batch: i32,
+    /// Check received bodies for duplicates and gaps against the producer's sequence numbers.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: the producer's message count (sequences 0..N); stop once all arrived.
+    #[arg(long)]
+    expect: Option<u64>,
+    /// With --verify: the producer's run id (default: the only run id seen).
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Stop after this many seconds without a message (once at least one arrived, or from the
+    /// start when --expect is given).
+    #[arg(long)]
+    idle_exit_secs: Option<f64>,
+}
+
+fn namesrv_list(arg: &Option<String>) -> String {
+    arg.clone()
+        .or_else(|| std::env::var(NAMESRV_ADDR_ENV).ok())
+        .unwrap_or_else(|| apogee::client::DEFAULT_NAMESRV_ADDR.to_string())
+}
+
+fn client(namesrv: &str) -> MqClient {
+    MqClient::new(ClientConfig::new(ClientConfig::parse_namesrv_list(namesrv)))
+}
+
+/// Progress lines: stderr with --json (stdout is the summary), else stdout.
+fn progress(common: &Common, line: String) {
+    if common.quiet {
+        return;
+    }
+    if common.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn mb(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / secs.max(1e-9)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Process-wide stop flag set by Ctrl-C (the summary is still printed).
+fn install_ctrl_c(stop: Arc<AtomicBool>) {
+    rt::spawn(async move {
+        rt::shutdown_signal().await;
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+// ------------------------------------------------------------------------------ producer
+
+#[derive(Default)]
+struct ProducerStats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Sends whose outcome is unknown (timeout after writing).
+    unknown: AtomicU64,
+    bytes: AtomicU64,
+}
+
+struct ProducerShared {
+    stats: ProducerStats,
+    interval: Mutex<Histogram>,
+    next_seq: AtomicU64,
+    stop: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    run_id: u64,
+    args: ProducerArgs,
+    start: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProducerShared {
+    /// Claims the next `n` sequence numbers; None once --count is reached or stop is set.
+    fn claim(&self, n: u64) -> Option<(u64, u64)> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let first = self.next_seq.fetch_add(n, Ordering::Relaxed);
+        let end = match self.args.common.count {
+            Some(c) if first >= c => return None,
+            Some(c) => (first + n).min(c),
+            None => first + n,
+        };
+        Some((first, end))
+    }
+
+    /// With --tps: waits until sequence `seq` is due (open-loop schedule from the start).
+    async fn pace(&self, seq: u64) {
+        if let Some(tps) = self.args.tps {
+            let due = self.start + Duration::from_secs_f64(seq as f64 / tps);
+            let now = Instant::now();
+            if due > now {
+                rt::sleep(due - now).await;
+            }
+        }
+    }
+
+    fn message(&self, seq: u64) -> Message {
+        let a = &self.args;
+        let mut body = format!("{:016x} {:012} ", self.run_id, seq).into_bytes();
+        body.resize(a.size.max(body.len()), b'x');
+        let mut msg = Message::new(&a.common.topic, body);
+        if let Some(tag) = &a.tag {
+            msg = msg.with_tags(tag);
+        }
+        if a.keys {
+            msg = msg.with_keys(&[format!("bench-{:016x}-{seq}", self.run_id)]);
+        }
+        msg
+    }
+
+    fn record(&self, n: u64, elapsed: Duration, result: Result<(), (bool, String)>) {
+        match result {
+            Ok(()) => {
+                self.stats.ok.fetch_add(n, Ordering::Relaxed);
+                self.stats
+                    .bytes
+                    .fetch_add(n * self.args.size as u64, Ordering::Relaxed);
+                lock(&self.interval).record(elapsed.as_micros() as u64);
+            }
+            Err((unknown, e)) => {
+                if unknown {
+                    self.stats.unknown.fetch_add(n, Ordering::Relaxed);
+                } else {
+                    self.stats.failed.fetch_add(n, Ordering::Relaxed);
+                }
+                *lock(&self.last_error) = Some(e);
+            }
+        }
+    }
+
+    /// One request: `first..end` as a single send, a batch, or a oneway send.
+    async fn send_range(&self, producer: &Producer, first: u64, end: u64) {
+        self.pace(first).await;
+        let n = end - first;
+        let t0 = Instant::now();
+        let result = if self.args.mode == SendMode::Oneway {
+            producer
+                .send_oneway(self.message(first))
+                .await
+                .map_err(|e| (false, e.to_string()))
+        } else if self.args.batch > 1 {
+            let msgs = (first..end).map(|s| self.message(s)).collect();
+            producer
+                .send_batch(msgs)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.is_outcome_unknown(), e.to_string()))
+        } else {
+            producer
+                .send(self.message(first))
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.is_outcome_unknown(), e.to_string()))
+        };
+        self.record(n, t0.elapsed(), result);
+    }
+}
+
+async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
+    if args.size < 32 {
+        bail!("--messageSize must be at least 32 bytes (the body carries run id and sequence)");
+    }
+    if args.batch == 0 || args.common.concurrency == 0 {
+        bail!("--batchSize and --threadCount must be positive");
+    }
+    if args.mode == SendMode::Oneway && args.batch > 1 {
+        bail!("oneway mode sends single messages (use -b 1)");
+    }
+    let namesrv = namesrv_list(&args.common.namesrv);
+    let client = client(&namesrv);
+    if !args.no_create_topic {
+        let tc = TopicConfig::new(
+            &args.common.topic,
+            args.queues,
+            args.queues,
+            PERM_READ | PERM_WRITE,
+        );
+        client
+            .create_topic_on_cluster(&args.cluster, &tc)
+            .await
+            .with_context(|| {
+                format!(
+                    "creating topic {} on cluster {} via {namesrv}",
+                    args.common.topic, args.cluster
+                )
+            })?;
+    }
+    let mut config = ProducerConfig::new(&args.group);
+    config.send_timeout_ms = args.send_timeout_ms;
+    config.retry_times_when_send_failed = args.retries;
+    let producer = Arc::new(Producer::new(client, config));
+    // Warm up the route and the connection so the first second measures sends, not lookups.
+    producer
+        .client()
+        .topic_route(&args.common.topic)
+        .await
+        .with_context(|| format!("route of {} from {namesrv}", args.common.topic))?;
+
+    let duration = args
+        .common
+        .duration_secs
+        .or(if args.common.count.is_none() {
+            Some(10.0)
+        } else {
+            None
+        });
+    let shared = Arc::new(ProducerShared {
+        stats: ProducerStats::default(),
+        interval: Mutex::new(Histogram::new()),
+        next_seq: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        last_error: Mutex::new(None),
+        run_id: rt::random_u64(),
+        args,
+        start: Instant::now(),
+    });
+    let ctrl_c = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(ctrl_c.clone());
+    let a = &shared.args;
+    let per_request = if a.mode == SendMode::Oneway {
+        1
+    } else {
+        a.batch as u64
+    };
+
+    let mut workers = Vec::new();
+    match a.mode {
+        SendMode::Sync | SendMode::Oneway => {
+            for _ in 0..a.common.concurrency {
+                let shared = shared.clone();
+                let producer = producer.clone();
+                workers.push(rt::spawn(async move {
+                    while let Some((first, end)) = shared.claim(per_request) {
+                        shared.send_range(&producer, first, end).await;
+                    }
+                }));
+            }
+        }
+        SendMode::Async => {
+            let shared = shared.clone();
+            let producer = producer.clone();
+            workers.push(rt::spawn(async move {
+                let permits = Arc::new(tokio::sync::Semaphore::new(shared.args.common.concurrency));
+                let mut in_flight = Vec::new();
+                loop {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let Some((first, end)) = shared.claim(per_request) else {
+                        break;
+                    };
+                    let shared = shared.clone();
+                    let producer = producer.clone();
+                    in_flight.push(rt::spawn(async move {
+                        shared.send_range(&producer, first, end).await;
+                        drop(permit);
+                    }));
+                    in_flight.retain(|h: &rt::JoinHandle<()>| !h.is_finished());
+                }
+                for h in in_flight {
+                    let _ = h.await;
+                }
+            }));
+        }
+    }
+
+    // Reporting loop.
+    let mut total = Histogram::new();
+    let mut last = (0u64, 0u64, 0u64);
+    let mut tick = 0u64;
+    let mut all_done = false;
+    while !all_done {
+        tick += 1;
+        let next_tick = shared.start + Duration::from_secs(tick);
+        loop {
+            all_done = workers.iter().all(|w| w.is_finished());
+            let now = Instant::now();
+            if all_done || now >= next_tick {
+                break;
+            }
+            rt::sleep((next_tick - now).min(Duration::from_millis(20))).await;
+        }
+        let elapsed = shared.start.elapsed().as_secs_f64();
+        if duration.is_some_and(|d| elapsed >= d) || ctrl_c.load(Ordering::SeqCst) {
+            shared.stop.store(true, Ordering::SeqCst);
+        }
+        let interval = std::mem::replace(&mut *lock(&shared.interval), Histogram::new());
+        total.merge(&interval);
+        let s = &shared.stats;
+        let now = (
+            s.ok.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed) + s.unknown.load(Ordering::Relaxed),
+            s.bytes.load(Ordering::Relaxed),
+        );
+        if !all_done {
+            progress(
+                &shared.args.common,
+                format!(
+                    "[{:>4.0}s] send TPS {:>8} {:>7.2} MB/s | failed {:>4} | send RT us {}",
+                    elapsed,
+                    now.0 - last.0,
+                    mb(now.2 - last.2, 1.0),
+                    now.1 - last.1,
+                    interval.line()
+                ),
+            );
+        }
+        last = now;
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = shared.start.elapsed().as_secs_f64();
+    let tail = std::mem::replace(&mut *lock(&shared.interval), Histogram::new());
+    total.merge(&tail);
+    let s = &shared.stats;
+    let a = &shared.args;
+    let ok = s.ok.load(Ordering::Relaxed);
+    let failed = s.failed.load(Ordering::Relaxed);
+    let unknown = s.unknown.load(Ordering::Relaxed);
+    let bytes = s.bytes.load(Ordering::Relaxed);
+    let claimed = shared.next_seq.load(Ordering::Relaxed);
+    let sequences = match a.common.count {
+        Some(c) => claimed.min(c),
+        None => claimed,
+    };
+    // Claims beyond the stop point were never sent; the highest sent sequence is below
+    // ok + failed + unknown (claims are issued in order).
+    let sent_sequences = sequences.min(ok + failed + unknown);
+    let summary = json!({
+        "role": "producer",
+        "topic": a.common.topic,
+        "mode": format!("{:?}", a.mode).to_lowercase(),
+        "size_bytes": a.size,
+        "concurrency": a.common.concurrency,
+        "batch": a.batch,
+        "target_tps": a.tps,
+        "run_id": format!("{:016x}", shared.run_id),
+        "sequences": sent_sequences,
+        "sent_ok": ok,
+        "failed": failed,
+        "unknown": unknown,
+        "elapsed_secs": round2(elapsed),
+        "tps": round2(ok as f64 / elapsed.max(1e-9)),
+        "mb_per_sec": round2(mb(bytes, elapsed)),
+        "send_latency_us": total.summary_json(),
+        "last_error": *lock(&shared.last_error),
+    });
+    if a.common.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "Producer done: mode {:?}, {} B x {} senders (batch {}), {:.2} s: sent {ok}, failed {failed}, unknown {unknown}\n  send TPS {:.0}, {:.2} MB/s\n  send RT us: mean {:.1} {}\n  run id {:016x}",
+            a.mode,
+            a.size,
+            a.common.concurrency,
+            a.batch,
+            elapsed,
+            ok as f64 / elapsed.max(1e-9),
+            mb(bytes, elapsed),
+            total.mean(),
+            total.line(),
+            shared.run_id
+        );
+        if let Some(e) = &*lock(&shared.last_error) {
+            println!("  last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ consumer
+
+/// Per-run received-count table for --verify: `seen[seq]` counts deliveries (saturating).
+#[derive(Default)]
+struct Verifier {
+    runs: HashMap<u64, Vec<u8>>,
+    unparsable: u64,
+}
+
+impl Verifier {
+    fn observe(&mut self, body: &[u8]) {
+        let parsed = (|| {
+            let head = std::str::from_utf8(body.get(..29)?).ok()?;
+            let run = u64::from_str_radix(head.get(..16)?, 16).ok()?;
+            let seq: u64 = head.get(17..29)?.parse().ok()?;
+            Some((run, seq))
+        })();
+        let Some((run, seq)) = parsed else {
+            self.unparsable += 1;
+            return;
+        };
+        let seen = self.runs.entry(run).or_default();
+        let i = seq as usize;
+        if seen.len() <= i {
+            seen.resize(i + 1, 0);
+        }
+        seen[i] = seen[i].saturating_add(1);
+    }
+
+    fn distinct(&self, run: u64) -> u64 {
+        self.runs
+            .get(&run)
+            .map(|s| s.iter().filter(|c| **c > 0).count() as u64)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct ConsumerStats {
+    received: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
+    if args.common.concurrency == 0 {
+        bail!("--threadCount must be positive");
+    }
+    let expected_run = match &args.run_id {
+        Some(r) => Some(u64::from_str_radix(r, 16).with_context(|| format!("run id `{r}`"))?),
+        None => None,
+    };
+    let namesrv = namesrv_list(&args.common.namesrv);
+    let stats = Arc::new(ConsumerStats::default());
+    let interval = Arc::new(Mutex::new(Histogram::new()));
+    let verifier = Arc::new(Mutex::new(Verifier::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    install_ctrl_c(stop.clone());
+    let mut consumers = Vec::new();
+    for _ in 0..args.common.concurrency {
+        let mut config = ConsumerConfig::new(&args.group, &args.common.topic);
+        config.consume_from = match args.from {
+            From::First => ConsumeFromWhere::FirstOffset,
+            From::Last => ConsumeFromWhere::LastOffset,
+        };
+        config.sub_expression = args.expression.clone();
+        config.pull_batch_size = args.pull_batch;
+        // Rebalance soon after the other instances joined (the broker also notifies).
+        config.rebalance_interval_ms = 2_000;
+        let consumer = PullConsumer::start(client(&namesrv), config)
+            .await
+            .with_context(|| {
+                format!(
+                    "starting consumer group {} on {} via {namesrv}",
+                    args.group, args.common.topic
+                )
+            })?;
+        consumers.push(Arc::new(consumer));
+    }
+    for c in &consumers {
+        c.rebalance().await.context("rebalance")?;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for consumer in consumers.iter().cloned() {
+        let stats = stats.clone();
+        let interval = interval.clone();
+        let verifier = verifier.clone();
+        let stop = stop.clone();
+        let verify = args.verify;
+        tasks.push(rt::spawn(async move {
+            let mut last_commit = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                match consumer.poll(500).await {
+                    Ok(batch) => {
+                        let now_ms = rt::now_ms();
+                        let mut bytes = 0u64;
+                        {
+                            let mut h = lock(&interval);
+                            for m in &batch {
+                                bytes += m.body.len() as u64;
+                                h.record((now_ms - m.born_timestamp).max(0) as u64);
+                            }
+                        }
+                        if verify {
+                            let mut v = lock(&verifier);
+                            for m in &batch {
+                                v.observe(&m.body);
+                            }
+                        }
+                        stats
+                            .received
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "poll failed");
+                        rt::sleep_ms(100).await;
+                    }
+                }
+                if last_commit.elapsed() >= Duration::from_secs(1) {
+                    last_commit = Instant::now();
+                    if let Err(e) = consumer.commit().await {
+                        tracing::warn!(error = %e, "offset commit failed");
+                    }
+                }
+            }
+        }));
+    }
+
+    let duration =
+        args.common
+            .duration_secs
+            .or(if args.common.count.is_none() && args.expect.is_none() {
+                Some(10.0)
+            } else {
+                None
+            });
+    let mut total = Histogram::new();
+    let mut last = (0u64, 0u64);
+    let mut last_bytes = 0u64;
+    let mut last_progress = Instant::now();
+    let mut tick = 0u64;
+    let mut timed_out = false;
+    loop {
+        tick += 1;
+        // Check stop conditions every 20 ms, print progress every second.
+        let next_tick = start + Duration::from_secs(tick);
+        let mut done = false;
+        while Instant::now() < next_tick && !done {
+            rt::sleep_ms(20).await;
+            let received = stats.received.load(Ordering::Relaxed);
+            let elapsed = start.elapsed().as_secs_f64();
+            if received != last.0 {
+                last_progress = Instant::now();
+            }
+            if args.common.count.is_some_and(|c| received >= c) {
+                done = true;
+            }
+            if let (true, Some(expect)) = (args.verify, args.expect) {
+                let v = lock(&verifier);
+                let run = expected_run
+                    .or_else(|| (v.runs.len() == 1).then(|| *v.runs.keys().next().unwrap_or(&0)));
+                if run.is_some_and(|r| v.distinct(r) >= expect) {
+                    done = true;
+                }
+            }
+            if duration.is_some_and(|d| elapsed >= d) {
+                done = true;
+                timed_out = true;
+            }
+            if let Some(idle) = args.idle_exit_secs {
+                if (received > 0 || args.expect.is_some())
+                    && last_progress.elapsed().as_secs_f64() >= idle
+                {
+                    done = true;
+                    timed_out = true;
+                }
+            }
+            if stop.load(Ordering::SeqCst) {
+                done = true;
+            }
+            if received != last.0 {
+                // Keep idle detection honest across the inner loop.
+                last.0 = received;
+            }
+        }
+        let h = std::mem::replace(&mut *lock(&interval), Histogram::new());
+        total.merge(&h);
+        let received = stats.received.load(Ordering::Relaxed);
+        let bytes = stats.bytes.load(Ordering::Relaxed);
+        if !done {
+            progress(
+                &args.common,
+                format!(
+                    "[{:>4.0}s] receive TPS {:>8} {:>7.2} MB/s | errors {:>3} | e2e ms {}",
+                    start.elapsed().as_secs_f64(),
+                    received - last.1,
+                    mb(bytes - last_bytes, 1.0),
+                    stats.errors.load(Ordering::Relaxed),
+                    h.line()
+                ),
+            );
+        }
+        last.1 = received;
+        last_bytes = bytes;
+        if done {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let tail = std::mem::replace(&mut *lock(&interval), Histogram::new());
+    total.merge(&tail);
+    let mut commit_error = None;
+    for c in consumers {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            if let Err(e) = c.shutdown().await {
+                commit_error = Some(e.to_string());
+            }
+        }
+    }
+    let received = stats.received.load(Ordering::Relaxed);
+    let bytes = stats.bytes.load(Ordering::Relaxed);
+    let mut summary = json!({
+        "role": "consumer",
+        "topic": args.common.topic,
+        "group": args.group,
+        "concurrency": args.common.concurrency,
+        "received": received,
+        "errors": stats.errors.load(Ordering::Relaxed),
+        "elapsed_secs": round2(elapsed),
+        "tps": round2(received as f64 / elapsed.max(1e-9)),
+        "mb_per_sec": round2(mb(bytes, elapsed)),
+        "e2e_latency_ms": total.summary_json(),
+        "stopped_by_timeout": timed_out,
+        "commit_error": commit_error,
+    });
+    let mut verify_ok = true;
+    if args.verify {
+        let v = lock(&verifier);
+        let run = expected_run.or_else(|| {
+            if v.runs.len() == 1 {
+                v.runs.keys().next().copied()
+            } else {
+                None
+            }
+        });
+        let (distinct, duplicates, missing, max_seq) = match run.and_then(|r| v.runs.get(&r)) {
+            Some(seen) => {
+                let expect = args.expect.unwrap_or(seen.len() as u64);
+                let distinct = seen.iter().filter(|c| **c > 0).count() as u64;
+                let duplicates: u64 = seen.iter().map(|c| (*c as u64).saturating_sub(1)).sum();
+                let missing = (0..expect as usize)
+                    .filter(|i| seen.get(*i).is_none_or(|c| *c == 0))
+                    .count() as u64;
+                (distinct, duplicates, missing, seen.len() as u64)
+            }
+            None => (0, 0, args.expect.unwrap_or(0), 0),
+        };
+        let other_runs =
+            v.runs.len() as u64 - u64::from(run.is_some_and(|r| v.runs.contains_key(&r)));
+        verify_ok = missing == 0 && duplicates == 0 && (args.expect.is_some() || run.is_some());
+        summary["verify"] = json!({
+            "run_id": run.map(|r| format!("{r:016x}")),
+            "expected": args.expect,
+            "distinct": distinct,
+            "duplicates": duplicates,
+            "missing": missing,
+            "highest_sequence_plus_one": max_seq,
+            "other_runs": other_runs,
+            "unparsable": v.unparsable,
+            "ok": verify_ok,
+        });
+    }
+    if args.common.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "Consumer done: {} instance(s), {:.2} s: received {received}\n  receive TPS {:.0}, {:.2} MB/s\n  e2e latency ms: mean {:.1} {}",
+            args.common.concurrency,
+            elapsed,
+            received as f64 / elapsed.max(1e-9),
+            mb(bytes, elapsed),
+            total.mean(),
+            total.line()
+        );
+        if let Some(v) = summary.get("verify") {
+            println!("  verify: {v}");
+        }
+    }
+    if !verify_ok {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() {
+    init_tracing();
+    let args = Args::parse();
+    let result = match args.role {
+        Role::Producer(a) => run_producer(a).await,
+        Role::Consumer(a) => run_consumer(a).await,
+    };
+    if let Err(e) = result {
+        eprintln!("mqbench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_percentiles_within_bucket_precision() {
+        let mut h = Histogram::new();
+        for v in 1..=10_000u64 {
+            h.record(v);
+        }
+        for (p, exact) in [(50.0, 5_000u64), (99.0, 9_900), (99.9, 9_990)] {
+            let got = h.percentile(p);
+            assert!(
+                got >= exact && (got - exact) as f64 <= exact as f64 * 0.04,
+                "p{p}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(h.max, 10_000);
+        assert_eq!(h.percentile(100.0), 10_000);
+        for v in [0u64, 1, 63, 64, 65, 1 << 20, u32::MAX as u64] {
+            assert!(Histogram::upper(Histogram::index(v)) >= v, "{v}");
+        }
+    }
+
+    #[test]
+    fn verifier_counts_duplicates_and_gaps() {
+        let mut v = Verifier::default();
+        let body = |seq: u64| format!("{:016x} {:012} xxxx", 0xabcu64, seq).into_bytes();
+        for s in [0, 1, 1, 3] {
+            v.observe(&body(s));
+        }
+        v.observe(b"garbage");
+        assert_eq!(v.distinct(0xabc), 3);
+        assert_eq!(v.unparsable, 1);
+        assert_eq!(v.runs[&0xabc], vec![1, 2, 0, 1]);
+    }
+}
