@@ -160,6 +160,31 @@ enum Role {
     Producer(ProducerArgs),
     /// Pulls messages and reports receive TPS, MB/s, end-to-end latency and (--verify) gaps.
     Consumer(ConsumerArgs),
+    /// Starts a broker command (after `--`) and measures the time until its first accepted
+    /// send (topic creation on the cluster included); also reports the child's VmRSS.
+    Startup(StartupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StartupArgs {
+    /// Name server the started broker registers with (standalone: its embedded one).
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv: Option<String>,
+    #[arg(short = 't', long = "topic", default_value = "BenchStartup")]
+    topic: String,
+    #[arg(short = 'c', long = "cluster", default_value = "DefaultCluster")]
+    cluster: String,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 30.0)]
+    timeout_secs: f64,
+    /// Leave the broker running (its pid is in the summary) instead of stopping it.
+    #[arg(long)]
+    keep: bool,
+    #[arg(long)]
+    json: bool,
+    /// The broker command line.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,9 +211,10 @@ struct Common {
     /// Topic.
     #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
     topic: String,
-    /// Concurrency: senders in flight (producer) or consumer instances in the group (consumer).
-    #[arg(short = 'w', long = "threadCount", default_value_t = 16)]
-    concurrency: usize,
+    /// Concurrency: senders in flight (producer, default 16) or consumer instances in the
+    /// group (consumer, default 1).
+    #[arg(short = 'w', long = "threadCount")]
+    concurrency: Option<usize>,
     /// Stop after this many messages (sent or received).
     #[arg(long)]
     count: Option<u64>,
@@ -427,11 +453,12 @@ impl ProducerShared {
     }
 }
 
-async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
+async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
+    args.common.concurrency.get_or_insert(16);
     if args.size < 32 {
         bail!("--messageSize must be at least 32 bytes (the body carries run id and sequence)");
     }
-    if args.batch == 0 || args.common.concurrency == 0 {
+    if args.batch == 0 || args.common.concurrency == Some(0) {
         bail!("--batchSize and --threadCount must be positive");
     }
     if args.mode == SendMode::Oneway && args.batch > 1 {
@@ -497,7 +524,7 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     match a.mode {
         SendMode::Sync | SendMode::Oneway => {
-            for _ in 0..a.common.concurrency {
+            for _ in 0..a.common.concurrency.unwrap_or(16) {
                 let shared = shared.clone();
                 let producer = producer.clone();
                 workers.push(rt::spawn(async move {
@@ -511,7 +538,9 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
             let shared = shared.clone();
             let producer = producer.clone();
             workers.push(rt::spawn(async move {
-                let permits = Arc::new(tokio::sync::Semaphore::new(shared.args.common.concurrency));
+                let permits = Arc::new(tokio::sync::Semaphore::new(
+                    shared.args.common.concurrency.unwrap_or(16),
+                ));
                 let mut in_flight = Vec::new();
                 loop {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -603,7 +632,7 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
         "topic": a.common.topic,
         "mode": format!("{:?}", a.mode).to_lowercase(),
         "size_bytes": a.size,
-        "concurrency": a.common.concurrency,
+        "concurrency": a.common.concurrency.unwrap_or(16),
         "batch": a.batch,
         "target_tps": a.tps,
         "run_id": format!("{:016x}", shared.run_id),
@@ -624,7 +653,7 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
             "Producer done: mode {:?}, {} B x {} senders (batch {}), {:.2} s: sent {ok}, failed {failed}, unknown {unknown}\n  send TPS {:.0}, {:.2} MB/s\n  send RT us: mean {:.1} {}\n  run id {:016x}",
             a.mode,
             a.size,
-            a.common.concurrency,
+            a.common.concurrency.unwrap_or(16),
             a.batch,
             elapsed,
             ok as f64 / elapsed.max(1e-9),
@@ -684,8 +713,9 @@ struct ConsumerStats {
     errors: AtomicU64,
 }
 
-async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
-    if args.common.concurrency == 0 {
+async fn run_consumer(mut args: ConsumerArgs) -> anyhow::Result<()> {
+    args.common.concurrency.get_or_insert(1);
+    if args.common.concurrency == Some(0) {
         bail!("--threadCount must be positive");
     }
     let expected_run = match &args.run_id {
@@ -699,7 +729,7 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     install_ctrl_c(stop.clone());
     let mut consumers = Vec::new();
-    for _ in 0..args.common.concurrency {
+    for _ in 0..args.common.concurrency.unwrap_or(1) {
         let mut config = ConsumerConfig::new(&args.group, &args.common.topic);
         config.consume_from = match args.from {
             From::First => ConsumeFromWhere::FirstOffset,
@@ -783,6 +813,8 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
     let mut last = (0u64, 0u64);
     let mut last_bytes = 0u64;
     let mut last_progress = Instant::now();
+    // When the last message arrived: catch-up throughput excludes the idle tail.
+    let mut last_receive = start;
     let mut tick = 0u64;
     let mut timed_out = false;
     loop {
@@ -796,6 +828,7 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
             let elapsed = start.elapsed().as_secs_f64();
             if received != last.0 {
                 last_progress = Instant::now();
+                last_receive = last_progress;
             }
             if args.common.count.is_some_and(|c| received >= c) {
                 done = true;
@@ -868,16 +901,22 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
     }
     let received = stats.received.load(Ordering::Relaxed);
     let bytes = stats.bytes.load(Ordering::Relaxed);
+    let active = if received > 0 {
+        (last_receive - start).as_secs_f64()
+    } else {
+        elapsed
+    };
     let mut summary = json!({
         "role": "consumer",
         "topic": args.common.topic,
         "group": args.group,
-        "concurrency": args.common.concurrency,
+        "concurrency": args.common.concurrency.unwrap_or(1),
         "received": received,
         "errors": stats.errors.load(Ordering::Relaxed),
         "elapsed_secs": round2(elapsed),
-        "tps": round2(received as f64 / elapsed.max(1e-9)),
-        "mb_per_sec": round2(mb(bytes, elapsed)),
+        "active_secs": round2(active),
+        "tps": round2(received as f64 / active.max(1e-9)),
+        "mb_per_sec": round2(mb(bytes, active)),
         "e2e_latency_ms": total.summary_json(),
         "stopped_by_timeout": timed_out,
         "commit_error": commit_error,
@@ -923,11 +962,12 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "Consumer done: {} instance(s), {:.2} s: received {received}\n  receive TPS {:.0}, {:.2} MB/s\n  e2e latency ms: mean {:.1} {}",
-            args.common.concurrency,
+            "Consumer done: {} instance(s), {:.2} s ({:.2} s until the last message): received {received}\n  receive TPS {:.0}, {:.2} MB/s (over the active time)\n  e2e latency ms: mean {:.1} {}",
+            args.common.concurrency.unwrap_or(1),
             elapsed,
-            received as f64 / elapsed.max(1e-9),
-            mb(bytes, elapsed),
+            active,
+            received as f64 / active.max(1e-9),
+            mb(bytes, active),
             total.mean(),
             total.line()
         );
@@ -937,6 +977,105 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
     }
     if !verify_ok {
         std::process::exit(2);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------ startup
+
+/// VmRSS of `pid` in KiB, from /proc (Linux only).
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn run_startup(args: StartupArgs) -> anyhow::Result<()> {
+    let namesrv = namesrv_list(&args.namesrv);
+    let (program, rest) = args
+        .command
+        .split_first()
+        .context("no broker command after `--`")?;
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(program)
+        .args(rest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawning {program}"))?;
+    let pid = child.id();
+    let client = client(&namesrv);
+    let mut config = ProducerConfig::new("benchmark_startup");
+    config.retry_times_when_send_failed = 0;
+    config.send_timeout_ms = 1_000;
+    let producer = Producer::new(client, config);
+    let tc = TopicConfig::new(&args.topic, 4, 4, PERM_READ | PERM_WRITE);
+    let mut topic_created_ms = None;
+    let mut first_send_ms = None;
+    let mut attempts = 0u64;
+    let mut last_error = String::new();
+    while t0.elapsed().as_secs_f64() < args.timeout_secs {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("broker exited before accepting a send: {status}");
+        }
+        attempts += 1;
+        if topic_created_ms.is_none() {
+            match producer
+                .client()
+                .create_topic_on_cluster(&args.cluster, &tc)
+                .await
+            {
+                Ok(_) => topic_created_ms = Some(t0.elapsed().as_secs_f64() * 1e3),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        if topic_created_ms.is_some() {
+            match producer
+                .send(Message::new(
+                    &args.topic,
+                    "startup probe".as_bytes().to_vec(),
+                ))
+                .await
+            {
+                Ok(_) => {
+                    first_send_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    producer.client().invalidate_route(&args.topic);
+                }
+            }
+        }
+        rt::sleep_ms(2).await;
+    }
+    let rss_kib = vm_rss_kib(pid);
+    if !args.keep {
+        // SIGTERM: the broker shuts down cleanly.
+        // SAFETY: kill(2) on the pid of our own child.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+        let _ = child.wait();
+    }
+    let summary = json!({
+        "role": "startup",
+        "pid": pid,
+        "topic_created_ms": topic_created_ms.map(round2),
+        "first_send_ms": first_send_ms.map(round2),
+        "attempts": attempts,
+        "vm_rss_kib_after_first_send": rss_kib,
+        "last_error": (first_send_ms.is_none()).then_some(last_error.clone()),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!("{summary:#}");
+    }
+    if first_send_ms.is_none() {
+        bail!(
+            "no accepted send within {} s: {last_error}",
+            args.timeout_secs
+        );
     }
     Ok(())
 }
@@ -957,6 +1096,7 @@ async fn main() {
     let result = match args.role {
         Role::Producer(a) => run_producer(a).await,
         Role::Consumer(a) => run_consumer(a).await,
+        Role::Startup(a) => run_startup(a).await,
     };
     if let Err(e) = result {
         eprintln!("mqbench: {e:#}");

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# End-to-end figures for notes/bench-results.md (README table): mqbench against
+# `mqbroker --standalone` on loopback, release build.
+#
+#   scripts/bench-e2e.sh                 # full table, ~10 s per cell (DUR), JSON + table in $OUT
+#   DUR=5 SIZES="1024" CONC="16" scripts/bench-e2e.sh   # a quick subset
+#
+# Every cell: a producer run of DUR seconds on its own topic (8 queues), then a consumer that
+# reads that backlog from the first offset (catch-up read) and must receive exactly what was
+# sent. The machine is shared: compare figures within one run (ratios), not across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${BIN:-target/release}
+DUR=${DUR:-10}
+SIZES=${SIZES:-"128 1024"}
+CONC=${CONC:-"1 16 64"}
+FLUSHES=${FLUSHES:-"ASYNC_FLUSH SYNC_FLUSH"}
+# SYNC_FLUSH runs only this size (the flush cost is per request, not per byte).
+SYNC_SIZES=${SYNC_SIZES:-"1024"}
+NSP=${NSP:-29876}
+BP=${BP:-30911}
+NS=127.0.0.1:$NSP
+OUT=${OUT:-$(mktemp -d /tmp/apogee-bench.XXXXXX)}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/apogee-bench-store.XXXXXX)
+
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    cargo build --release --bins >&2
+fi
+
+BROKER_PID=""
+cleanup() {
+    if [[ -n "$BROKER_PID" ]]; then kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
+    if [[ -n "${NAMESRV_PID:-}" ]]; then kill "$NAMESRV_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Samples VmRSS of $1 every 200 ms into $2 until the file $3 exists; prints the maximum.
+sample_rss() {
+    local pid=$1 out=$2 stopfile=$3 max=0 v
+    while [[ ! -e "$stopfile" ]]; do
+        v=$(rss_kib "$pid"); (( v > max )) && max=$v
+        sleep 0.2
+    done
+    echo "$max" > "$out"
+}
+
+# Starts a standalone broker on an empty store with flushDiskType=$1; measures the time to
+# the first accepted send (mqbench startup) and records idle RSS.
+start_broker() {
+    local flush=$1 store="$WORK/store-$1"
+    mkdir -p "$store"
+    printf 'flushDiskType=%s\n' "$flush" > "$WORK/broker-$flush.conf"
+    "$BIN/mqbench" startup -n "$NS" --keep --json -- \
+        "$BIN/mqbroker" --standalone -c "$WORK/broker-$flush.conf" --store "$store" \
+        --namesrv-port "$NSP" --port "$BP" > "$OUT/startup-$flush.json"
+    BROKER_PID=$(jq -r .pid "$OUT/startup-$flush.json")
+    sleep 2
+    echo "$(rss_kib "$BROKER_PID")" > "$OUT/idle-rss-$flush.kib"
+}
+
+stop_broker() {
+    kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=""
+}
+
+# produce_consume FLUSH SIZE CONC [extra producer flags...]
+produce_consume() {
+    local flush=$1 size=$2 conc=$3; shift 3
+    # LABEL (env) replaces the flush column for special rows (paced, split processes).
+    local tag="${LABEL:-$flush}-$size-$conc"
+    local topic="Bench_${tag//-/_}"
+    echo "== $tag" >&2
+    local stopfile="$OUT/.stop-$tag"; rm -f "$stopfile"
+    sample_rss "$BROKER_PID" "$OUT/load-rss-$tag.kib" "$stopfile" &
+    local sampler=$!
+    "$BIN/mqbench" producer -n "$NS" -t "$topic" -w "$conc" -s "$size" --duration-secs "$DUR" \
+        --retries 0 --json "$@" > "$OUT/produce-$tag.json" 2> "$OUT/produce-$tag.log"
+    touch "$stopfile"; wait "$sampler"
+    local sent run
+    sent=$(jq -r .sent_ok "$OUT/produce-$tag.json")
+    run=$(jq -r .run_id "$OUT/produce-$tag.json")
+    # Catch-up read of the whole backlog, verified (exactly `sent` messages, no gap/duplicate).
+    "$BIN/mqbench" consumer -n "$NS" -t "$topic" -g "cg_$topic" -w 1 --from first --verify \
+        --expect "$sent" --run-id "$run" --duration-secs $((DUR * 3)) --json \
+        > "$OUT/consume-$tag.json" 2> "$OUT/consume-$tag.log" || echo "consumer verify FAILED for $tag" >&2
+}
+
+for flush in $FLUSHES; do
+    start_broker "$flush"
+    sizes=$SIZES
+    [[ $flush == SYNC_FLUSH ]] && sizes=$SYNC_SIZES
+    for size in $sizes; do
+        for conc in $CONC; do
+            produce_consume "$flush" "$size" "$conc"
+        done
+    done
+    if [[ $flush == ASYNC_FLUSH ]]; then
+        # Latency at ~50% of the peak send rate measured above, per size.
+        for size in $sizes; do
+            peak=0
+            for conc in $CONC; do
+                t=$(jq -r '.tps | floor' "$OUT/produce-$flush-$size-$conc.json")
+                (( t > peak )) && peak=$t
+            done
+            half=$((peak / 2))
+            echo "$peak" > "$OUT/peak-$size.tps"
+            LABEL=HALFPEAK produce_consume "$flush" "$size" 16 --tps "$half"
+        done
+    fi
+    stop_broker
+done
+
+# Name server and broker as separate processes: idle RSS of each, and the broker under load.
+mkdir -p "$WORK/split"
+printf 'listenPort=%s\n' "$NSP" > "$WORK/split/namesrv.conf"
+"$BIN/mqnamesrv" -c "$WORK/split/namesrv.conf" > /dev/null &
+NAMESRV_PID=$!
+cat > "$WORK/split/broker.conf" <<EOF
+brokerIP1=127.0.0.1
+listenPort=$BP
+namesrvAddr=$NS
+storePathRootDir=$WORK/split/store
+EOF
+"$BIN/mqbench" startup -n "$NS" --keep --json -- "$BIN/mqbroker" -c "$WORK/split/broker.conf" \
+    > "$OUT/startup-split.json"
+BROKER_PID=$(jq -r .pid "$OUT/startup-split.json")
+sleep 2
+echo "$(rss_kib "$NAMESRV_PID")" > "$OUT/idle-rss-namesrv.kib"
+echo "$(rss_kib "$BROKER_PID")" > "$OUT/idle-rss-broker.kib"
+stopfile="$OUT/.stop-ns"; rm -f "$stopfile"
+sample_rss "$NAMESRV_PID" "$OUT/load-rss-namesrv.kib" "$stopfile" &
+nsampler=$!
+LABEL=SPLIT produce_consume ASYNC_FLUSH 1024 64
+touch "$stopfile"; wait "$nsampler"
+stop_broker
+kill "$NAMESRV_PID"; wait "$NAMESRV_PID" 2>/dev/null || true; NAMESRV_PID=""
+
+# ---------------------------------------------------------------- table
+{
+    echo "| flush | size | senders | produce TPS | produce MB/s | send p50/p99/p999 us | consume TPS | consume MB/s | verify | broker RSS under load |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for f in "$OUT"/produce-*.json; do
+        tag=${f#"$OUT"/produce-}; tag=${tag%.json}
+        IFS=- read -r flush size conc <<< "$tag"
+        p=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(.send_latency_us.p50)/\(.send_latency_us.p99)/\(.send_latency_us.p999)"' "$f")
+        c=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(if .verify.ok then "ok" else "FAIL missing=\(.verify.missing) dup=\(.verify.duplicates)" end)"' "$OUT/consume-$tag.json" 2>/dev/null || echo "- | - | -")
+        echo "| $flush | $size | $conc | $p | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) MiB |"
+    done
+    echo
+    for size in $SIZES; do
+        [[ -e "$OUT/produce-HALFPEAK-$size-16.json" ]] || continue
+        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max)"' "$OUT/produce-HALFPEAK-$size-16.json"
+    done
+    for flush in $FLUSHES split; do
+        [[ -e "$OUT/startup-$flush.json" ]] || continue
+        jq -r --arg f "$flush" '"start-up (\($f), empty store): topic created after \(.topic_created_ms) ms, first accepted send after \(.first_send_ms) ms"' "$OUT/startup-$flush.json"
+    done
+    for flush in $FLUSHES; do
+        echo "idle RSS standalone (namesrv+broker, $flush): $(( $(cat "$OUT/idle-rss-$flush.kib") / 1024 )) MiB"
+    done
+    echo "idle RSS separate processes: broker $(( $(cat "$OUT/idle-rss-broker.kib") / 1024 )) MiB, namesrv $(( $(cat "$OUT/idle-rss-namesrv.kib") / 1024 )) MiB; namesrv max during broker load $(( $(cat "$OUT/load-rss-namesrv.kib") / 1024 )) MiB"
+} | tee "$OUT/table.md"
+echo "results in $OUT" >&2
