@@ -31,7 +31,7 @@ fi
 
 BROKER_PID=""
 cleanup() {
-    if [[ -n "$BROKER_PID" ]]; then kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
+    if [[ -n "$BROKER_PID" ]]; then stop_pid "$BROKER_PID"; fi
     if [[ -n "${NAMESRV_PID:-}" ]]; then kill "$NAMESRV_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
@@ -54,7 +54,9 @@ sample_rss() {
 start_broker() {
     local flush=$1 store="$WORK/store-$1"
     mkdir -p "$store"
-    printf 'flushDiskType=%s\n' "$flush" > "$WORK/broker-$flush.conf"
+    # The shared disk runs near 93% full: above the 90% warning level sends are rejected and
+    # above 85% CommitLog files are deleted forcibly (even mid-run). Turn both off.
+    printf 'flushDiskType=%s\ndiskSpaceWarningLevelRatio=0.99\ncleanFileForciblyEnable=false\n' "$flush" > "$WORK/broker-$flush.conf"
     "$BIN/mqbench" startup -n "$NS" --keep --json -- \
         "$BIN/mqbroker" --standalone -c "$WORK/broker-$flush.conf" --store "$store" \
         --namesrv-port "$NSP" --port "$BP" > "$OUT/startup-$flush.json"
@@ -63,8 +65,16 @@ start_broker() {
     echo "$(rss_kib "$BROKER_PID")" > "$OUT/idle-rss-$flush.kib"
 }
 
+# The broker is not our child (mqbench startup spawned it), so `wait` cannot reap it: poll.
+stop_pid() {
+    kill "$1" 2>/dev/null || return 0
+    for _ in $(seq 100); do [[ -e /proc/$1 ]] || return 0; sleep 0.1; done
+    echo "pid $1 did not exit within 10 s" >&2
+}
+
 stop_broker() {
-    kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=""
+    stop_pid "$BROKER_PID"; BROKER_PID=""
+    rm -rf "$WORK"/store-* "$WORK/split/store"
 }
 
 # produce_consume FLUSH SIZE CONC [extra producer flags...]
@@ -124,6 +134,8 @@ brokerIP1=127.0.0.1
 listenPort=$BP
 namesrvAddr=$NS
 storePathRootDir=$WORK/split/store
+diskSpaceWarningLevelRatio=0.99
+cleanFileForciblyEnable=false
 EOF
 "$BIN/mqbench" startup -n "$NS" --keep --json -- "$BIN/mqbroker" -c "$WORK/split/broker.conf" \
     > "$OUT/startup-split.json"
