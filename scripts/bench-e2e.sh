@@ -37,16 +37,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# VmRSS counts the mapped CommitLog/ConsumeQueue pages the process touched (file-backed, the
+# page cache); RssAnon is the process's own heap and stacks. Both are reported.
+rss_kib() { awk -v k="${2:-VmRSS}:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# Samples VmRSS of $1 every 200 ms into $2 until the file $3 exists; prints the maximum.
+# Samples VmRSS and RssAnon of $1 every 200 ms until the file $3 exists; writes the maxima
+# to $2 and $2.anon.
 sample_rss() {
-    local pid=$1 out=$2 stopfile=$3 max=0 v
+    local pid=$1 out=$2 stopfile=$3 max=0 amax=0 v a
     while [[ ! -e "$stopfile" ]]; do
-        v=$(rss_kib "$pid"); (( v > max )) && max=$v
+        v=$(rss_kib "$pid"); v=${v:-0}; (( v > max )) && max=$v
+        a=$(rss_kib "$pid" RssAnon); a=${a:-0}; (( a > amax )) && amax=$a
         sleep 0.2
     done
     echo "$max" > "$out"
+    echo "$amax" > "$out.anon"
 }
 
 # Starts a standalone broker on an empty store with flushDiskType=$1; measures the time to
@@ -63,6 +68,7 @@ start_broker() {
     BROKER_PID=$(jq -r .pid "$OUT/startup-$flush.json")
     sleep 2
     echo "$(rss_kib "$BROKER_PID")" > "$OUT/idle-rss-$flush.kib"
+    echo "$(rss_kib "$BROKER_PID" RssAnon)" > "$OUT/idle-rss-$flush.kib.anon"
 }
 
 # The broker is not our child (mqbench startup spawned it), so `wait` cannot reap it: poll.
@@ -118,7 +124,11 @@ for flush in $FLUSHES; do
             done
             half=$((peak / 2))
             echo "$peak" > "$OUT/peak-$size.tps"
-            LABEL=HALFPEAK produce_consume "$flush" "$size" 16 --tps "$half"
+            # One paced sender (smooth arrivals) and 16 (tokio's 1 ms timer releases them in
+            # bursts, so some sends queue behind others).
+            for conc in ${HALF_CONC:-1 16}; do
+                LABEL=HALFPEAK produce_consume "$flush" "$size" "$conc" --tps "$half"
+            done
         done
     fi
     stop_broker
@@ -143,6 +153,8 @@ BROKER_PID=$(jq -r .pid "$OUT/startup-split.json")
 sleep 2
 echo "$(rss_kib "$NAMESRV_PID")" > "$OUT/idle-rss-namesrv.kib"
 echo "$(rss_kib "$BROKER_PID")" > "$OUT/idle-rss-broker.kib"
+echo "$(rss_kib "$NAMESRV_PID" RssAnon)" > "$OUT/idle-rss-namesrv.kib.anon"
+echo "$(rss_kib "$BROKER_PID" RssAnon)" > "$OUT/idle-rss-broker.kib.anon"
 stopfile="$OUT/.stop-ns"; rm -f "$stopfile"
 sample_rss "$NAMESRV_PID" "$OUT/load-rss-namesrv.kib" "$stopfile" &
 nsampler=$!
@@ -153,27 +165,28 @@ kill "$NAMESRV_PID"; wait "$NAMESRV_PID" 2>/dev/null || true; NAMESRV_PID=""
 
 # ---------------------------------------------------------------- table
 {
-    echo "| flush | size | senders | produce TPS | produce MB/s | send p50/p99/p999 us | consume TPS | consume MB/s | verify | broker RSS under load |"
+    echo "| flush | size | senders | produce TPS | produce MB/s | send p50/p99/p999 us | consume TPS | consume MB/s | verify | broker max VmRSS / RssAnon |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
-    for f in "$OUT"/produce-*.json; do
+    for f in $(ls "$OUT"/produce-*.json | sort -t- -k2,2 -k3,3n -k4,4n); do
         tag=${f#"$OUT"/produce-}; tag=${tag%.json}
         IFS=- read -r flush size conc <<< "$tag"
         p=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(.send_latency_us.p50)/\(.send_latency_us.p99)/\(.send_latency_us.p999)"' "$f")
         c=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(if .verify.ok then "ok" else "FAIL missing=\(.verify.missing) dup=\(.verify.duplicates)" end)"' "$OUT/consume-$tag.json" 2>/dev/null || echo "- | - | -")
-        echo "| $flush | $size | $conc | $p | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) MiB |"
+        echo "| $flush | $size | $conc | $p | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) / $(( $(cat "$OUT/load-rss-$tag.kib.anon") / 1024 )) MiB |"
     done
     echo
-    for size in $SIZES; do
-        [[ -e "$OUT/produce-HALFPEAK-$size-16.json" ]] || continue
-        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max)"' "$OUT/produce-HALFPEAK-$size-16.json"
+    for f in "$OUT"/produce-HALFPEAK-*.json; do
+        [[ -e "$f" ]] || continue
+        size=$(jq -r .size_bytes "$f")
+        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max)"' "$f"
     done
     for flush in $FLUSHES split; do
         [[ -e "$OUT/startup-$flush.json" ]] || continue
         jq -r --arg f "$flush" '"start-up (\($f), empty store): topic created after \(.topic_created_ms) ms, first accepted send after \(.first_send_ms) ms"' "$OUT/startup-$flush.json"
     done
     for flush in $FLUSHES; do
-        echo "idle RSS standalone (namesrv+broker, $flush): $(( $(cat "$OUT/idle-rss-$flush.kib") / 1024 )) MiB"
+        echo "idle RSS standalone (namesrv+broker, $flush): VmRSS $(( $(cat "$OUT/idle-rss-$flush.kib") / 1024 )) MiB, RssAnon $(( $(cat "$OUT/idle-rss-$flush.kib.anon") / 1024 )) MiB"
     done
-    echo "idle RSS separate processes: broker $(( $(cat "$OUT/idle-rss-broker.kib") / 1024 )) MiB, namesrv $(( $(cat "$OUT/idle-rss-namesrv.kib") / 1024 )) MiB; namesrv max during broker load $(( $(cat "$OUT/load-rss-namesrv.kib") / 1024 )) MiB"
+    echo "idle RSS separate processes (VmRSS/RssAnon): broker $(( $(cat "$OUT/idle-rss-broker.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-broker.kib.anon") / 1024 )) MiB, namesrv $(( $(cat "$OUT/idle-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-namesrv.kib.anon") / 1024 )) MiB; namesrv max during broker load $(( $(cat "$OUT/load-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/load-rss-namesrv.kib.anon") / 1024 )) MiB"
 } | tee "$OUT/table.md"
 echo "results in $OUT" >&2

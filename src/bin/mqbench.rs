@@ -1013,6 +1013,13 @@ async fn run_startup(args: StartupArgs) -> anyhow::Result<()> {
     let mut first_send_ms = None;
     let mut attempts = 0u64;
     let mut last_error = String::new();
+    // (ms since spawn, error) whenever the error changes: where the start-up time goes.
+    let mut timeline: Vec<(f64, String)> = Vec::new();
+    let note = |e: String, timeline: &mut Vec<(f64, String)>| {
+        if timeline.last().is_none_or(|(_, last)| *last != e) && timeline.len() < 32 {
+            timeline.push((round2(t0.elapsed().as_secs_f64() * 1e3), e));
+        }
+    };
     while t0.elapsed().as_secs_f64() < args.timeout_secs {
         if let Ok(Some(status)) = child.try_wait() {
             bail!("broker exited before accepting a send: {status}");
@@ -1025,7 +1032,10 @@ async fn run_startup(args: StartupArgs) -> anyhow::Result<()> {
                 .await
             {
                 Ok(_) => topic_created_ms = Some(t0.elapsed().as_secs_f64() * 1e3),
-                Err(e) => last_error = e.to_string(),
+                Err(e) => {
+                    last_error = e.to_string();
+                    note(format!("create topic: {e}"), &mut timeline);
+                }
             }
         }
         if topic_created_ms.is_some() {
@@ -1042,6 +1052,7 @@ async fn run_startup(args: StartupArgs) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     last_error = e.to_string();
+                    note(format!("send: {e}"), &mut timeline);
                     producer.client().invalidate_route(&args.topic);
                 }
             }
@@ -1063,6 +1074,7 @@ async fn run_startup(args: StartupArgs) -> anyhow::Result<()> {
         "topic_created_ms": topic_created_ms.map(round2),
         "first_send_ms": first_send_ms.map(round2),
         "attempts": attempts,
+        "timeline": timeline,
         "vm_rss_kib_after_first_send": rss_kib,
         "last_error": (first_send_ms.is_none()).then_some(last_error.clone()),
     });
