@@ -1,3 +1,70 @@
 //! Apogee's own RocketMQ client over `remoting`: namesrv route lookups, producer (sync, oneway,
 //! batch), pull consumer with offset commit, and admin operations. Used by mqadmin, mqbench and
 //! the simulation workload. OWNER: client helper.
+//!
+//! Everything goes through `crate::rt` (time, tasks, randomness) and `RemotingClient`
+//! (network), holds no statics and never blocks, so it runs unchanged inside madsim.
+//!
+//! ```ignore
+//! let client = MqClient::with_namesrv("127.0.0.1:9876");
+//! let producer = Producer::new(client.clone(), ProducerConfig::new("pg"));
+//! let result = producer.send(Message::new("T", "hello").with_tags("a")).await?;
+//! let consumer = PullConsumer::start(client, ConsumerConfig::new("cg", "T")).await?;
+//! let messages = consumer.poll(3_000).await?;
+//! consumer.commit().await?;
+//! ```
+
+pub mod admin;
+pub mod allocate;
+pub mod body;
+pub mod broker_ops;
+pub mod consumer;
+mod error;
+pub mod mq_client;
+pub mod producer;
+
+pub use admin::{ClusterBroker, ConsumerProgress, QueueProgressRow, QueueStatus};
+pub use body::{BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData};
+pub use broker_ops::{PullRequest, PullResult, PullStatus};
+pub use consumer::{ConsumeFromWhere, ConsumerConfig, PullConsumer, QueueProgress};
+pub use error::ClientError;
+pub use mq_client::{ClientConfig, MqClient, DEFAULT_NAMESRV_ADDR};
+pub use producer::{Message, Producer, ProducerConfig, SendOutcome, SendResult, SendStatus};
+
+/// RocketMQ's name of a response code, for error lines.
+pub fn response_code_name(code: i32) -> &'static str {
+    use crate::remoting::response_code::*;
+    match code {
+        SUCCESS => "SUCCESS",
+        SYSTEM_ERROR => "SYSTEM_ERROR",
+        SYSTEM_BUSY => "SYSTEM_BUSY",
+        REQUEST_CODE_NOT_SUPPORTED => "REQUEST_CODE_NOT_SUPPORTED",
+        TRANSACTION_FAILED => "TRANSACTION_FAILED",
+        FLUSH_DISK_TIMEOUT => "FLUSH_DISK_TIMEOUT",
+        SLAVE_NOT_AVAILABLE => "SLAVE_NOT_AVAILABLE",
+        FLUSH_SLAVE_TIMEOUT => "FLUSH_SLAVE_TIMEOUT",
+        MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
+        SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+        VERSION_NOT_SUPPORTED => "VERSION_NOT_SUPPORTED",
+        NO_PERMISSION => "NO_PERMISSION",
+        TOPIC_NOT_EXIST => "TOPIC_NOT_EXIST",
+        TOPIC_EXIST_ALREADY => "TOPIC_EXIST_ALREADY",
+        PULL_NOT_FOUND => "PULL_NOT_FOUND",
+        PULL_RETRY_IMMEDIATELY => "PULL_RETRY_IMMEDIATELY",
+        PULL_OFFSET_MOVED => "PULL_OFFSET_MOVED",
+        QUERY_NOT_FOUND => "QUERY_NOT_FOUND",
+        SUBSCRIPTION_PARSE_FAILED => "SUBSCRIPTION_PARSE_FAILED",
+        SUBSCRIPTION_NOT_EXIST => "SUBSCRIPTION_NOT_EXIST",
+        SUBSCRIPTION_NOT_LATEST => "SUBSCRIPTION_NOT_LATEST",
+        SUBSCRIPTION_GROUP_NOT_EXIST => "SUBSCRIPTION_GROUP_NOT_EXIST",
+        INVALID_PARAMETER => "INVALID_PARAMETER",
+        CONSUMER_NOT_ONLINE => "CONSUMER_NOT_ONLINE",
+        NOT_LEADER_FOR_QUEUE => "NOT_LEADER_FOR_QUEUE",
+        ILLEGAL_OPERATION => "ILLEGAL_OPERATION",
+        GO_AWAY => "GO_AWAY",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod fake_cluster_test;

@@ -40,7 +40,8 @@ const _: () = assert!(
 /// The body is copied into the returned frame; the connection writer avoids that copy by
 /// using [`encode_header`] and writing the body separately.
 pub fn encode(cmd: &RemotingCommand) -> Result<Bytes, RemotingError> {
-    let mut frame = encode_header_with_capacity(cmd, cmd.body.len())?;
+    let mut frame = BytesMut::with_capacity(estimate_header_bytes(cmd) + cmd.body.len());
+    encode_header_into(cmd, &mut frame)?;
     frame.extend_from_slice(&cmd.body);
     Ok(frame.freeze())
 }
@@ -48,13 +49,27 @@ pub fn encode(cmd: &RemotingCommand) -> Result<Bytes, RemotingError> {
 /// Encodes the frame prefix of `cmd`: length int, serialize type + header length int and the
 /// header — everything but the body, which must be written right after it.
 pub fn encode_header(cmd: &RemotingCommand) -> Result<BytesMut, RemotingError> {
-    encode_header_with_capacity(cmd, 0)
+    let mut buf = BytesMut::with_capacity(estimate_header_bytes(cmd));
+    encode_header_into(cmd, &mut buf)?;
+    Ok(buf)
 }
 
-fn encode_header_with_capacity(
+/// Appends the frame prefix of `cmd` (see [`encode_header`]) to `buf`, which may already hold
+/// other frames (a connection's write batch). On error `buf` is left as it was.
+pub fn encode_header_into(cmd: &RemotingCommand, buf: &mut BytesMut) -> Result<(), RemotingError> {
+    let start = buf.len();
+    let result = append_header(cmd, buf, start);
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+fn append_header(
     cmd: &RemotingCommand,
-    extra_capacity: usize,
-) -> Result<BytesMut, RemotingError> {
+    buf: &mut BytesMut,
+    start: usize,
+) -> Result<(), RemotingError> {
     let body_len = cmd.body.len();
     if body_len > FRAME_MAX_LENGTH_BYTES {
         return Err(RemotingError::FrameTooLarge {
@@ -62,21 +77,22 @@ fn encode_header_with_capacity(
             max: FRAME_MAX_LENGTH_BYTES,
         });
     }
-    let mut buf = BytesMut::with_capacity(128 + estimate_ext_bytes(cmd) + extra_capacity);
+    buf.reserve(estimate_header_bytes(cmd));
     buf.put_u32(0); // length, patched below
     buf.put_u32(0); // serialize type + header length, patched below
     let serialize_type = match cmd.serialize_type {
         SerializeType::RocketMq if fits_rocketmq_header(cmd) => {
-            write_rocketmq_header(cmd, &mut buf)?;
+            write_rocketmq_header(cmd, buf)?;
             SerializeType::RocketMq
         }
         _ => {
-            write_json_header(cmd, &mut buf)?;
+            write_json_header(cmd, buf)?;
             SerializeType::Json
         }
     };
-    let header_len = buf.len() - LENGTH_FIELD_BYTES - HEADER_LENGTH_FIELD_BYTES;
-    let frame_len = buf.len() + body_len;
+    let prefix_len = buf.len() - start;
+    let header_len = prefix_len - LENGTH_FIELD_BYTES - HEADER_LENGTH_FIELD_BYTES;
+    let frame_len = prefix_len + body_len;
     if frame_len > FRAME_MAX_LENGTH_BYTES {
         return Err(RemotingError::FrameTooLarge {
             length: frame_len,
@@ -88,9 +104,13 @@ fn encode_header_with_capacity(
     assert!(frame_len - LENGTH_FIELD_BYTES <= i32::MAX as usize);
     let length = (frame_len - LENGTH_FIELD_BYTES) as u32;
     let type_and_header_len = ((serialize_type as u32) << 24) | header_len as u32;
-    buf[0..4].copy_from_slice(&length.to_be_bytes());
-    buf[4..8].copy_from_slice(&type_and_header_len.to_be_bytes());
-    Ok(buf)
+    buf[start..start + 4].copy_from_slice(&length.to_be_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&type_and_header_len.to_be_bytes());
+    Ok(())
+}
+
+fn estimate_header_bytes(cmd: &RemotingCommand) -> usize {
+    160 + estimate_ext_bytes(cmd)
 }
 
 fn estimate_ext_bytes(cmd: &RemotingCommand) -> usize {

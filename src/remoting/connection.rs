@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use super::codec;
 use super::command::{FLAG_ONEWAY, FLAG_RESPONSE};
@@ -23,13 +23,19 @@ use crate::rt::net::TcpStream;
 
 /// Bytes reserved ahead of each socket read when no larger frame is known to be coming.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Below this much spare room the read buffer is grown before the next read.
+const READ_SPARE_MIN_BYTES: usize = 4 * 1024;
 /// Upper bound of a single reservation for a large announced frame (the buffer grows in steps).
 const READ_RESERVE_MAX_BYTES: usize = 4 * 1024 * 1024;
-/// Bodies up to this size are copied into the write batch; larger ones are written directly
-/// from their own buffer so big messages are not copied.
+/// Bodies up to this size are copied into the write batch; larger ones are queued as their own
+/// segment and written from their own buffer, so big messages are never copied.
 const COPY_BODY_MAX_BYTES: usize = 16 * 1024;
-/// A batch is written once it holds this much, even if more frames are queued.
-const WRITE_BATCH_MAX_BYTES: usize = 256 * 1024;
+/// How long a closed connection may keep writing frames queued before the close.
+const CLOSE_LINGER: Duration = Duration::from_secs(3);
+/// Initial capacity of a connection's write batch buffer.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// A write batch buffer that grew beyond this during a burst is replaced by a fresh small one.
+const WRITE_BATCH_KEEP_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// Called once after the connection closed (after the processor's `on_connection_closed`).
 pub(crate) type CloseHook = Box<dyn FnOnce(&Connection) + Send + 'static>;
@@ -46,7 +52,11 @@ struct ConnectionInner {
     id: u64,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
-    outbound: mpsc::UnboundedSender<Outbound>,
+    /// Frames queued for the writer task; `send` encodes straight into it (no per-frame
+    /// allocation, natural batching of everything queued while the writer was busy).
+    outbox: Mutex<Outbox>,
+    /// Wakes the writer when the outbox gains data or the connection closes.
+    writer_wake: Notify,
     closed: AtomicBool,
     /// Requests sent by this side awaiting the peer's response, by opaque.
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
@@ -56,9 +66,14 @@ struct ConnectionInner {
     reader_stop: Notify,
 }
 
-enum Outbound {
-    Frame { header: BytesMut, body: Bytes },
-    Close,
+#[derive(Default)]
+struct Outbox {
+    /// Complete earlier parts of the stream (flushed batch prefixes and large bodies), in order.
+    segments: Vec<Bytes>,
+    /// Bytes that follow all `segments`: encoded headers and small bodies.
+    batch: BytesMut,
+    /// Set by `close`: the writer writes what is queued, then drops the socket.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -85,7 +100,6 @@ impl Connection {
         let local_addr = stream.local_addr()?;
         // Small request/response frames must not wait for Nagle; a failure only costs latency.
         let _ = stream.set_nodelay(true);
-        let (outbound, outbound_rx) = mpsc::unbounded_channel();
         let conn = Connection {
             inner: Arc::new(ConnectionInner {
                 // Random rather than a process-global counter (no statics); seeded and thus
@@ -93,7 +107,11 @@ impl Connection {
                 id: rt::random_u64(),
                 peer_addr,
                 local_addr,
-                outbound,
+                outbox: Mutex::new(Outbox {
+                    batch: BytesMut::with_capacity(WRITE_BATCH_BYTES),
+                    ..Outbox::default()
+                }),
+                writer_wake: Notify::new(),
                 closed: AtomicBool::new(false),
                 pending: Mutex::new(HashMap::new()),
                 opaque_counter,
@@ -101,7 +119,7 @@ impl Connection {
             }),
         };
         let (reader, writer) = tokio::io::split(stream);
-        rt::spawn(write_loop(conn.clone(), writer, outbound_rx));
+        rt::spawn(write_loop(conn.clone(), writer));
         rt::spawn(read_loop(conn.clone(), reader, processor, on_close));
         Ok(conn)
     }
@@ -123,17 +141,23 @@ impl Connection {
     /// Queues a frame (response or oneway request) for writing. Err if the connection closed
     /// or the frame cannot be encoded (FrameTooLarge).
     pub fn send(&self, cmd: RemotingCommand) -> Result<(), RemotingError> {
-        if self.is_closed() {
-            return Err(self.closed_error());
+        {
+            let mut outbox = self.outbox();
+            // Checked under the outbox lock: nothing is queued after the writer's last take.
+            if outbox.closing {
+                return Err(self.closed_error());
+            }
+            codec::encode_header_into(&cmd, &mut outbox.batch)?;
+            if cmd.body.len() <= COPY_BODY_MAX_BYTES {
+                outbox.batch.extend_from_slice(&cmd.body);
+            } else {
+                let prefix = outbox.batch.split().freeze();
+                outbox.segments.push(prefix);
+                outbox.segments.push(cmd.body);
+            }
         }
-        let header = codec::encode_header(&cmd)?;
-        self.inner
-            .outbound
-            .send(Outbound::Frame {
-                header,
-                body: cmd.body,
-            })
-            .map_err(|_| self.closed_error())
+        self.inner.writer_wake.notify_one();
+        Ok(())
     }
 
     /// Sends `cmd` as a oneway request (opaque from this side's counter, ONEWAY flag set).
@@ -183,7 +207,8 @@ impl Connection {
         // Dropping the senders wakes every waiting invoke with "connection closed".
         let drained: Vec<_> = self.pending().drain().collect();
         drop(drained);
-        let _ = self.inner.outbound.send(Outbound::Close);
+        self.outbox().closing = true;
+        self.inner.writer_wake.notify_one();
         self.inner.reader_stop.notify_one();
     }
 
@@ -200,6 +225,13 @@ impl Connection {
         // A poisoned map only means a panic elsewhere while holding it; the map stays usable.
         self.inner
             .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.inner
+            .outbox
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -297,6 +329,17 @@ async fn process_request(
     }
 }
 
+/// Closes the connection if its task is dropped without finishing (runtime shutdown, a killed
+/// madsim node): a connection whose reader or writer is gone must not look open, or invokes on
+/// it would wait for their timeout and the client would never reconnect.
+struct CloseOnDrop<'a>(&'a Connection);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 enum CloseReason {
     Eof,
     Local,
@@ -310,6 +353,7 @@ async fn read_loop(
     processor: Option<Arc<dyn RequestProcessor>>,
     on_close: Option<CloseHook>,
 ) {
+    let _close_on_drop = CloseOnDrop(&conn);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let reason = 'read: loop {
         loop {
@@ -332,10 +376,14 @@ async fn read_loop(
             Ok(Some(length)) => codec::LENGTH_FIELD_BYTES + length,
             _ => 0,
         };
-        let wanted = announced
+        let missing = announced
             .saturating_sub(buf.len())
-            .clamp(READ_CHUNK_BYTES, READ_RESERVE_MAX_BYTES);
-        buf.reserve(wanted);
+            .min(READ_RESERVE_MAX_BYTES);
+        // Decoded bodies share this buffer, so regrowing it allocates anew: only do so when
+        // the spare room is really short, and then by at least a whole chunk.
+        if buf.capacity() - buf.len() < missing.max(READ_SPARE_MIN_BYTES) {
+            buf.reserve(missing.max(READ_CHUNK_BYTES));
+        }
         let read = rt::select! {
             biased;
             _ = conn.inner.reader_stop.notified() => break CloseReason::Local,
@@ -366,72 +414,69 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(
-    conn: Connection,
-    mut writer: WriteHalf<TcpStream>,
-    mut outbound: mpsc::UnboundedReceiver<Outbound>,
-) {
-    let mut batch = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut closing = false;
-    while !closing {
-        let Some(first) = outbound.recv().await else {
-            break;
-        };
-        let mut next = Some(first);
-        let mut result = Ok(());
-        // Coalesce everything already queued into one write + flush.
-        while let Some(item) = next.take() {
-            match item {
-                Outbound::Close => {
-                    closing = true;
-                    break;
-                }
-                Outbound::Frame { header, body } => {
-                    batch.extend_from_slice(&header);
-                    if body.len() <= COPY_BODY_MAX_BYTES {
-                        batch.extend_from_slice(&body);
-                    } else {
-                        result = write_two(&mut writer, &batch, &body).await;
-                        batch.clear();
-                    }
-                }
+async fn write_loop(conn: Connection, mut writer: WriteHalf<TcpStream>) {
+    let _close_on_drop = CloseOnDrop(&conn);
+    loop {
+        let (segments, batch, closing) = {
+            let mut outbox = conn.outbox();
+            let segments = std::mem::take(&mut outbox.segments);
+            let batch = outbox.batch.split().freeze();
+            if outbox.batch.capacity() > WRITE_BATCH_KEEP_MAX_BYTES {
+                outbox.batch = BytesMut::with_capacity(WRITE_BATCH_BYTES);
             }
-            if result.is_err() {
+            (segments, batch, outbox.closing)
+        };
+        if segments.is_empty() && batch.is_empty() {
+            if closing {
                 break;
             }
-            if batch.len() >= WRITE_BATCH_MAX_BYTES {
-                result = writer.write_all(&batch).await;
-                batch.clear();
-                if result.is_err() {
-                    break;
-                }
+            // notify_one keeps a permit, so a send between the take and here is not missed.
+            conn.inner.writer_wake.notified().await;
+            continue;
+        }
+        // Everything queued so far goes out in one batch, then one flush (madsim sends on
+        // flush). A peer that stops reading must not pin a closed connection forever: once
+        // closed, queued frames get CLOSE_LINGER to drain.
+        let result = rt::select! {
+            biased;
+            _ = linger_after_close(&conn) => {
+                tracing::debug!(peer = %conn.peer_addr(), "peer not reading; dropping queued frames");
+                break;
             }
-            next = outbound.try_recv().ok();
-        }
-        if result.is_ok() && !batch.is_empty() {
-            result = writer.write_all(&batch).await;
-        }
-        batch.clear();
-        if result.is_ok() {
-            result = writer.flush().await;
-        }
+            result = write_batch(&mut writer, &segments, &batch) => result,
+        };
         if let Err(e) = result {
             tracing::debug!(peer = %conn.peer_addr(), error = %e, "connection write failed");
             break;
         }
     }
     let _ = writer.shutdown().await;
-    // A write failure (or the end of the queue) means this connection is unusable.
+    // A write failure means this connection is unusable; after a close this is a no-op.
     conn.close();
 }
 
-async fn write_two(
+async fn write_batch(
     writer: &mut WriteHalf<TcpStream>,
-    first: &[u8],
-    second: &[u8],
+    segments: &[Bytes],
+    batch: &Bytes,
 ) -> std::io::Result<()> {
-    if !first.is_empty() {
-        writer.write_all(first).await?;
+    for segment in segments.iter().chain(std::iter::once(batch)) {
+        if !segment.is_empty() {
+            writer.write_all(segment).await?;
+        }
     }
-    writer.write_all(second).await
+    writer.flush().await
+}
+
+/// Resolves CLOSE_LINGER after the connection is closed (never while it is open).
+async fn linger_after_close(conn: &Connection) {
+    loop {
+        if conn.is_closed() {
+            rt::sleep(CLOSE_LINGER).await;
+            return;
+        }
+        // close() notifies this Notify; a permit consumed here only means the writer does one
+        // more (possibly empty) outbox take.
+        conn.inner.writer_wake.notified().await;
+    }
 }

@@ -480,3 +480,68 @@ async fn processor_panic_answers_system_error() {
         .unwrap();
     assert_eq!(response.code, response_code::SYSTEM_ERROR);
 }
+
+/// Rough throughput check (not a benchmark): `cargo test --lib throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_smoke() {
+    let (_server, _echo, addr) = start().await;
+    let client = RemotingClient::new();
+    let total = 50_000usize;
+    let in_flight = 64usize;
+    let body = Bytes::from(vec![7u8; 1024]);
+    let started = crate::rt::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let client = client.clone();
+        let addr = addr.clone();
+        let body = body.clone();
+        tasks.push(crate::rt::spawn(async move {
+            for _ in 0..total / in_flight {
+                let request = RemotingCommand::request(10)
+                    .with_ext("topic", "TopicTest")
+                    .with_ext("queueId", 3)
+                    .with_body(body.clone());
+                let response = client.invoke(&addr, request, 10_000).await.unwrap();
+                assert_eq!(response.body.len(), 1024);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} round trips in {:?}: {:.0}/s",
+        total,
+        elapsed,
+        total as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_address_and_bind_reports_conflicts() {
+    let (server, _echo, addr) = start().await;
+    let bound: std::net::SocketAddr = addr.parse().unwrap();
+    // The address is taken while the server runs.
+    let conflict = RemotingServer::bind(bound, Arc::new(Echo::default())).await;
+    match conflict {
+        Err(RemotingError::Io(e)) => assert!(e.to_string().contains(&addr), "{e}"),
+        Err(other) => panic!("expected an i/o error naming the address, got {other:?}"),
+        Ok(_) => panic!("second bind of {addr} succeeded"),
+    }
+    server.shutdown();
+    assert!(server.is_shutdown());
+    tokio::time::timeout(Duration::from_secs(2), server.wait_stopped())
+        .await
+        .expect("listener released");
+    let again = RemotingServer::bind(bound, Arc::new(Echo::default()))
+        .await
+        .unwrap();
+    let response = RemotingClient::new()
+        .invoke(&addr, RemotingCommand::request(10), 3000)
+        .await
+        .unwrap();
+    assert_eq!(response.code, 1010);
+    again.shutdown();
+}
