@@ -112,6 +112,8 @@ pub struct BrokerController {
     register_trigger: Arc<Notify>,
     boot_timestamp_ms: i64,
     shutting_down: AtomicBool,
+    /// Replication side by role (crate::ha), set by `Broker::start`.
+    pub ha: std::sync::OnceLock<crate::ha::BrokerHa>,
 }
 
 impl BrokerController {
@@ -149,6 +151,7 @@ impl BrokerController {
             register_trigger,
             boot_timestamp_ms: rt::now_ms(),
             shutting_down: AtomicBool::new(false),
+            ha: std::sync::OnceLock::new(),
             config,
         });
         let weak: Weak<BrokerController> = Arc::downgrade(&controller);
@@ -376,6 +379,9 @@ impl BrokerController {
         if self.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
+        if let Some(ha) = self.ha.get() {
+            ha.shutdown().await;
+        }
         if let Err(e) = self.persist_all().await {
             tracing::error!("persisting broker configs at shutdown failed: {e}");
         }
@@ -431,6 +437,16 @@ impl Broker {
         } else {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         };
+        // HA (crate::ha): masters listen on haListenPort, slaves replicate from the master.
+        match crate::ha::BrokerHa::start(&controller.config, controller.store.clone(), any).await {
+            Ok(ha) => {
+                let _ = controller.ha.set(ha);
+            }
+            Err(e) => {
+                controller.shutdown().await;
+                return Err(BrokerError::InvalidConfig(format!("HA: {e}")));
+            }
+        }
         let main_addr = SocketAddr::new(any, port);
         let main = match RemotingServer::bind(main_addr, processor.clone()).await {
             Ok(s) => s,
