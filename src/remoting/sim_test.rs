@@ -203,3 +203,128 @@ async fn clogged_server_times_out_then_recovers() {
     assert_eq!(response.code, 0);
     assert_eq!(pending, 0);
 }
+
+/// A client shared across nodes: when the node whose tasks ran a cached connection is killed,
+/// the connection reads as closed and the next request from another node reconnects.
+#[madsim::test]
+async fn connection_of_a_killed_node_reads_as_closed() {
+    let handle = madsim::runtime::Handle::current();
+    let server_addr: SocketAddr = "10.0.0.1:9876".parse().unwrap();
+    let server_node = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .build();
+    let first_node = handle
+        .create_node()
+        .name("first")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    let second_node = handle
+        .create_node()
+        .name("second")
+        .ip("10.0.0.3".parse().unwrap())
+        .build();
+    server_node.spawn(async move {
+        let _server = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        std::future::pending::<()>().await;
+    });
+    crate::rt::sleep(Duration::from_millis(100)).await;
+    let client = RemotingClient::new();
+    let c = client.clone();
+    let first = first_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            let conn = c.connection("10.0.0.1:9876", 1000).await?;
+            Ok::<_, RemotingError>((response, conn))
+        })
+        .await
+        .unwrap();
+    let (response, conn) = first.unwrap();
+    assert_eq!(response.code, 0);
+    assert!(!conn.is_closed());
+
+    handle.kill(first_node.id());
+    // madsim drops a killed node's tasks the next time the scheduler runs.
+    crate::rt::sleep(Duration::from_millis(10)).await;
+    assert!(conn.is_closed());
+    let c = client.clone();
+    let second = second_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            let conn = c.connection("10.0.0.1:9876", 1000).await?;
+            Ok::<_, RemotingError>((response, conn.local_addr()))
+        })
+        .await
+        .unwrap();
+    let (response, local_addr) = second.unwrap();
+    assert_eq!(response.code, 0);
+    assert_eq!(local_addr.ip().to_string(), "10.0.0.3");
+}
+
+/// Graceful stop inside a node: shutdown closes the client's connection (it fails over to a
+/// reconnect) and the address can be bound again by a new server on the same node.
+#[madsim::test]
+async fn graceful_shutdown_then_rebind() {
+    let handle = madsim::runtime::Handle::current();
+    let server_addr: SocketAddr = "10.0.0.1:9876".parse().unwrap();
+    let server_node = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .build();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    server_node.spawn(async move {
+        let server = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        let _ = go_rx.await;
+        server.shutdown();
+        server.wait_stopped().await;
+        let again = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        let _ = stopped_tx.send(());
+        std::future::pending::<()>().await;
+        drop(again);
+    });
+    crate::rt::sleep(Duration::from_millis(100)).await;
+    let client = RemotingClient::new();
+    let c = client.clone();
+    let before = client_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            Ok::<_, RemotingError>((response, c.connection("10.0.0.1:9876", 1000).await?))
+        })
+        .await
+        .unwrap();
+    let (response, first_conn) = before.unwrap();
+    assert_eq!(response.code, 0);
+    go_tx.send(()).unwrap();
+    stopped_rx.await.unwrap();
+    crate::rt::sleep(Duration::from_millis(50)).await;
+    assert!(first_conn.is_closed());
+    let c = client.clone();
+    let after = client_node
+        .spawn(async move {
+            c.invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.unwrap().code, 0);
+}
