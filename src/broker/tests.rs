@@ -404,7 +404,8 @@ async fn pull_statuses() {
         .await;
         assert_eq!(resp.code, rc::SUCCESS);
     }
-    // Offset beyond the end: moved to max.
+    // Offset beyond the end: moved to max (RocketMQ 5.x DefaultMessageStore.getMessage:
+    // nextOffsetCorrection(offset, maxOffset); 4.9 used minOffset when it was 0).
     let resp = call(
         &c,
         &ch,
