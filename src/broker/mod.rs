@@ -6,6 +6,14 @@
 //! (opens the store, binds listenPort and listenPort-2, starts registration), `shutdown()`.
 //! For socket-free tests, [`BrokerController::open`] builds everything but the listeners and
 //! loops, and [`BrokerController::process`] runs one request through the processors.
+//!
+//! Simplifications relative to RocketMQ (each answered clearly, none silently wrong):
+//! * no schedule service: CONSUMER_SEND_MSG_BACK and DELAY-level sends are delivered at once;
+//! * transactional (TRAN_MSG) sends are refused with NO_PERMISSION, as with
+//!   `rejectTransactionMessage=true`; END_TRANSACTION is REQUEST_CODE_NOT_SUPPORTED;
+//! * SQL92 filters are refused (SUBSCRIPTION_PARSE_FAILED / SYSTEM_ERROR), TAG filters only;
+//! * no POP, static topics, ACL, broker-config admin (UPDATE/GET_BROKER_CONFIG) or offset reset;
+//! * a slave refuses sends (SERVICE_NOT_AVAILABLE); replication itself lives elsewhere.
 
 pub mod channel;
 mod config_file;
@@ -460,7 +468,7 @@ impl Broker {
         };
         let bound_port = main.local_addr().port();
         controller.set_broker_addr(SocketAddr::new(controller.config.broker_ip1, bound_port));
-        let vip_port = if port >= 2 { port - 2 } else { 0 };
+        let vip_port = port.saturating_sub(2);
         let vip_addr = SocketAddr::new(any, vip_port);
         let vip = match RemotingServer::bind(vip_addr, processor).await {
             Ok(s) => s,
