@@ -10,6 +10,7 @@
 //!
 //! Wall-clock measurement uses `std::time::Instant` here on purpose: this binary reports real
 //! latencies; it is not part of the core and never runs inside a simulation.
+#![allow(clippy::disallowed_methods)] // std::time::Instant::now: wall-clock reporting (see above)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
