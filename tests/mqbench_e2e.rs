@@ -2,6 +2,7 @@
 //! against an in-process name server and broker on loopback (ephemeral ports, MmapDisk on a
 //! temporary directory). Checks the JSON summaries: everything sent is received exactly once.
 #![cfg(not(madsim))]
+#![allow(clippy::field_reassign_with_default)] // BrokerConfig is built up field by field, as in broker tests
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;

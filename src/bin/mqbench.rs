@@ -755,7 +755,8 @@ async fn run_consumer(mut args: ConsumerArgs) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for consumer in consumers.iter().cloned() {
+    for consumer in &consumers {
+        let consumer = consumer.clone();
         let stats = stats.clone();
         let interval = interval.clone();
         let verifier = verifier.clone();
