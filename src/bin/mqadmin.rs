@@ -338,8 +338,8 @@ mod cli {
                 let rows = client.topic_status(&topic).await?;
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<4}  {:<20}  {:<20}    {}",
-                    "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"
+                    "{:<32}  {:<4}  {:<20}  {:<20}    #Last Updated",
+                    "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
                 );
                 for r in rows {
                     let updated = if r.last_update_timestamp > 0 {
@@ -363,14 +363,8 @@ mod cli {
                 let progress = client.consumer_progress(&group, topic.as_deref()).await?;
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {}",
-                    "#Topic",
-                    "#Broker Name",
-                    "#QID",
-                    "#Broker Offset",
-                    "#Consumer Offset",
-                    "#Diff",
-                    "#LastTime"
+                    "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} #LastTime",
+                    "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff"
                 );
                 for r in &progress.rows {
                     let last = if r.last_timestamp == 0 {
@@ -437,8 +431,8 @@ mod cli {
                 };
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<4}  {:<20}    {}",
-                    "#Broker Name", "#QID", "#Send Result", "#MsgId"
+                    "{:<32}  {:<4}  {:<20}    #MsgId",
+                    "#Broker Name", "#QID", "#Send Result"
                 );
                 let _ = writeln!(
                     out,

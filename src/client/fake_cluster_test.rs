@@ -22,6 +22,9 @@ enum Script {
     Hang,
 }
 
+/// (min offset, encoded entries from the min offset on).
+type FakeQueue = (i64, Vec<Vec<u8>>);
+
 #[derive(Default)]
 struct FakeBroker {
     name: String,
@@ -31,7 +34,7 @@ struct FakeBroker {
     connections: Mutex<Vec<Connection>>,
     heartbeats: Mutex<usize>,
     /// queue id → (min offset, encoded entries from the min offset on).
-    store: Mutex<BTreeMap<i32, (i64, Vec<Vec<u8>>)>>,
+    store: Mutex<BTreeMap<i32, FakeQueue>>,
 }
 
 impl FakeBroker {
@@ -448,10 +451,10 @@ async fn consumer_rebalances_on_notify_consumer_ids_changed() {
     let notify = RemotingCommand::request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
         .with_ext("consumerGroup", "cg");
     conns.last().unwrap().send_oneway(notify).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = crate::rt::now() + Duration::from_secs(5);
     while consumer.assigned_queues().len() != 2 {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            crate::rt::now() < deadline,
             "no rebalance after the notification"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -493,9 +496,9 @@ async fn pull_decodes_decompresses_filters_tags_and_follows_offset_moves() {
     config.pull_rpc_timeout_ms = 1_200;
     let consumer = PullConsumer::start(client, config).await.unwrap();
     let mut bodies = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = crate::rt::now() + Duration::from_secs(5);
     while bodies.len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "got {bodies:?}");
+        assert!(crate::rt::now() < deadline, "got {bodies:?}");
         for m in consumer.poll(300).await.unwrap() {
             assert_eq!(m.tags(), Some("a"));
             bodies.push(m.body.to_vec());
