@@ -173,7 +173,9 @@ pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| "expected a fraction such as 0.85 or a percentage such as 85".to_string())?;
     let fraction = if number > 1.0 { number / 100.0 } else { number };
-    if !(fraction > 0.0 && fraction <= 1.0) || !fraction.is_finite() {
+    // NaN fails the range test too.
+    let in_range = fraction > 0.0 && fraction <= 1.0;
+    if !in_range {
         return Err("must be a fraction in (0, 1] or a percentage in (1, 100]".to_string());
     }
     Ok(fraction)

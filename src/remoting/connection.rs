@@ -329,6 +329,17 @@ async fn process_request(
     }
 }
 
+/// Closes the connection if its task is dropped without finishing (runtime shutdown, a killed
+/// madsim node): a connection whose reader or writer is gone must not look open, or invokes on
+/// it would wait for their timeout and the client would never reconnect.
+struct CloseOnDrop<'a>(&'a Connection);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 enum CloseReason {
     Eof,
     Local,
@@ -342,6 +353,7 @@ async fn read_loop(
     processor: Option<Arc<dyn RequestProcessor>>,
     on_close: Option<CloseHook>,
 ) {
+    let _close_on_drop = CloseOnDrop(&conn);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let reason = 'read: loop {
         loop {
@@ -403,6 +415,7 @@ async fn read_loop(
 }
 
 async fn write_loop(conn: Connection, mut writer: WriteHalf<TcpStream>) {
+    let _close_on_drop = CloseOnDrop(&conn);
     loop {
         let (segments, batch, closing) = {
             let mut outbox = conn.outbox();

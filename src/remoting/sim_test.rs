@@ -124,3 +124,146 @@ async fn client_survives_server_restart() {
         .unwrap();
     assert_eq!(after.unwrap().code, 0);
 }
+
+/// A clogged server times requests out (the stream stalls, it does not fail); after the heal
+/// the late responses are dropped (their pending entries are gone) and new requests succeed.
+#[madsim::test]
+async fn clogged_server_times_out_then_recovers() {
+    let handle = madsim::runtime::Handle::current();
+    let server_addr: SocketAddr = "10.0.0.1:9876".parse().unwrap();
+    let server_node = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .build();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    server_node.spawn(async move {
+        let _server = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        std::future::pending::<()>().await;
+    });
+    crate::rt::sleep(Duration::from_millis(100)).await;
+    let client = RemotingClient::new();
+    let c = client.clone();
+    let warm = client_node
+        .spawn(async move {
+            c.invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(warm.unwrap().code, 0);
+
+    let net = madsim::net::NetSim::current();
+    net.clog_node(server_node.id());
+    let c = client.clone();
+    let clogged = client_node
+        .spawn(async move {
+            let started = crate::rt::now();
+            let result = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 500)
+                .await;
+            (result, started.elapsed())
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            clogged.0,
+            Err(RemotingError::Timeout {
+                timeout_ms: 500,
+                ..
+            })
+        ),
+        "{:?}",
+        clogged.0
+    );
+    assert!(clogged.1 >= Duration::from_millis(500));
+    assert!(clogged.1 < Duration::from_millis(1000));
+
+    net.unclog_node(server_node.id());
+    let c = client.clone();
+    let healed = client_node
+        .spawn(async move {
+            // The stalled frame is delivered after the heal (madsim retries with backoff).
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 30_000)
+                .await?;
+            let conn = c.connection("10.0.0.1:9876", 1000).await?;
+            Ok::<_, RemotingError>((response, conn.pending_count()))
+        })
+        .await
+        .unwrap();
+    let (response, pending) = healed.unwrap();
+    assert_eq!(response.code, 0);
+    assert_eq!(pending, 0);
+}
+
+/// A client shared across nodes: when the node whose tasks ran a cached connection is killed,
+/// the connection reads as closed and the next request from another node reconnects.
+#[madsim::test]
+async fn connection_of_a_killed_node_reads_as_closed() {
+    let handle = madsim::runtime::Handle::current();
+    let server_addr: SocketAddr = "10.0.0.1:9876".parse().unwrap();
+    let server_node = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .build();
+    let first_node = handle
+        .create_node()
+        .name("first")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    let second_node = handle
+        .create_node()
+        .name("second")
+        .ip("10.0.0.3".parse().unwrap())
+        .build();
+    server_node.spawn(async move {
+        let _server = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        std::future::pending::<()>().await;
+    });
+    crate::rt::sleep(Duration::from_millis(100)).await;
+    let client = RemotingClient::new();
+    let c = client.clone();
+    let first = first_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            let conn = c.connection("10.0.0.1:9876", 1000).await?;
+            Ok::<_, RemotingError>((response, conn))
+        })
+        .await
+        .unwrap();
+    let (response, conn) = first.unwrap();
+    assert_eq!(response.code, 0);
+    assert!(!conn.is_closed());
+
+    handle.kill(first_node.id());
+    // madsim drops a killed node's tasks the next time the scheduler runs.
+    crate::rt::sleep(Duration::from_millis(10)).await;
+    assert!(conn.is_closed());
+    let c = client.clone();
+    let second = second_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            let conn = c.connection("10.0.0.1:9876", 1000).await?;
+            Ok::<_, RemotingError>((response, conn.local_addr()))
+        })
+        .await
+        .unwrap();
+    let (response, local_addr) = second.unwrap();
+    assert_eq!(response.code, 0);
+    assert_eq!(local_addr.ip().to_string(), "10.0.0.3");
+}

@@ -48,7 +48,7 @@ pub const BLANK_UNIT_SIZE: i32 = i32::MAX;
 
 const _: () = assert!(CQ_STORE_UNIT_SIZE == 8 + 4 + 8);
 const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE == 6_000_000);
-const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE % CQ_STORE_UNIT_SIZE == 0);
+const _: () = assert!(DEFAULT_MAPPED_FILE_SIZE_CONSUME_QUEUE.is_multiple_of(CQ_STORE_UNIT_SIZE));
 
 /// Chunk used when scanning files (recovery, zero checks).
 const SCAN_CHUNK_BYTES: u64 = 64 * 1024 / CQ_STORE_UNIT_SIZE * CQ_STORE_UNIT_SIZE;
@@ -979,7 +979,8 @@ pub struct ConsumeQueueStore {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
     file_size: u64,
-    queues: RwLock<BTreeMap<(String, i32), Arc<ConsumeQueue>>>,
+    /// topic → queue id → queue (nested so lookups by `&str` need no allocation).
+    queues: RwLock<BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>>,
 }
 
 impl ConsumeQueueStore {
@@ -993,10 +994,10 @@ impl ConsumeQueueStore {
         dir: &Path,
         file_size_bytes: u64,
     ) -> Result<ConsumeQueueStore> {
-        if file_size_bytes == 0 || file_size_bytes % CQ_STORE_UNIT_SIZE != 0 {
+        if file_size_bytes == 0 || !file_size_bytes.is_multiple_of(CQ_STORE_UNIT_SIZE) {
             return Err(ConsumeQueueError::BadFileSize(file_size_bytes));
         }
-        let mut queues = BTreeMap::new();
+        let mut queues: BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>> = BTreeMap::new();
         for topic in disk.list(dir).map_err(io_err("list", dir))? {
             let topic_dir = dir.join(&topic);
             for qid_name in disk.list(&topic_dir).map_err(io_err("list", &topic_dir))? {
@@ -1011,7 +1012,10 @@ impl ConsumeQueueStore {
                     queue_id,
                     file_size_bytes,
                 )?;
-                queues.insert((topic.clone(), queue_id), Arc::new(q));
+                queues
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(queue_id, Arc::new(q));
             }
         }
         Ok(ConsumeQueueStore {
@@ -1029,7 +1033,7 @@ impl ConsumeQueueStore {
     /// The queue if it exists.
     pub fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
         let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        queues.get(&(topic.to_string(), queue_id)).cloned()
+        queues.get(topic)?.get(&queue_id).cloned()
     }
 
     /// The queue, created (in memory; files appear on the first unit) if absent.
@@ -1040,7 +1044,9 @@ impl ConsumeQueueStore {
         check_topic_name(topic)?;
         let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
         let q = queues
-            .entry((topic.to_string(), queue_id))
+            .entry(topic.to_string())
+            .or_default()
+            .entry(queue_id)
             .or_insert_with(|| {
                 Arc::new(ConsumeQueue::new_empty(
                     self.disk.clone(),
@@ -1055,7 +1061,7 @@ impl ConsumeQueueStore {
 
     fn all_queues(&self) -> Vec<Arc<ConsumeQueue>> {
         let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
-        queues.values().cloned().collect()
+        queues.values().flat_map(|m| m.values().cloned()).collect()
     }
 
     /// Writes the unit for the CommitLog entry at `commitlog_offset` (`size` bytes) at
@@ -1161,7 +1167,7 @@ impl ConsumeQueueStore {
         check_topic_name(topic)?;
         {
             let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
-            queues.retain(|(t, _), _| t != topic);
+            queues.remove(topic);
         }
         let topic_dir = self.dir.join(topic);
         if self.disk.exists(&topic_dir) {

@@ -271,10 +271,7 @@ fn corrupt_chain_is_an_error_naming_the_file() {
     let f = d.open(&path).expect("open");
     f.write_at(entry2, &(index_key_hash("T#Aa") + 1).to_be_bytes())
         .expect("write");
-    let err = svc
-        .query("T", "Aa", 10, 0, i64::MAX)
-        .err()
-        .expect("corrupt");
+    let err = svc.query("T", "Aa", 10, 0, i64::MAX).expect_err("corrupt");
     assert!(
         err.to_string().contains(&path.display().to_string()),
         "{err}"
@@ -308,7 +305,7 @@ fn crashes_keep_flushed_entries_and_consistent_chains() {
             svc.build_index("T", &[keys[k]], i * 10, 1_000 * i)
                 .expect("put");
             truth.push((k, i * 10));
-            if (seed + i as u64) % 5 == 0 {
+            if (seed + i as u64).is_multiple_of(5) {
                 svc.flush().expect("flush");
                 flushed = truth.len();
             }
