@@ -43,7 +43,7 @@ mod cli {
 
     use anyhow::{anyhow, bail, Context};
     use apogee::client::admin::{format_timestamp_ms, now_ms};
-    use apogee::client::body::{mq, mq_string, readable_queues};
+    use apogee::client::body::{mq, mq_string, readable_queues, RouteExt};
     use apogee::client::broker_ops::{PullRequest, PullStatus};
     use apogee::client::{
         ClientConfig, Message, MessageQueue, MqClient, Producer, ProducerConfig,

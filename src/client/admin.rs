@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::body::{
-    readable_queues, ClusterInfo, ConsumeStats, KvTable, MessageQueue, TopicList, TopicRouteData,
-    TopicStatsTable,
+    readable_queues, ClusterInfo, ClusterInfoExt, ConsumeStats, KVTable, MessageQueue, TopicList,
+    TopicRouteData, TopicStatsTable,
 };
 use super::mq_client::{check_success, header_i64, parse_body, MqClient};
 use super::ClientError;
@@ -114,7 +114,7 @@ impl MqClient {
                 RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
             )
             .await?;
-        let table: KvTable = parse_body("broker", addr, op, &response.body)?;
+        let table: KVTable = parse_body("broker", addr, op, &response.body)?;
         Ok(table.table)
     }
 
@@ -123,9 +123,7 @@ impl MqClient {
         let info = self.cluster_info().await?;
         let mut out = Vec::new();
         for (cluster, names) in &info.cluster_addr_table {
-            let mut names = names.clone();
-            names.sort();
-            for name in names {
+            for name in names.iter().cloned() {
                 let Some(data) = info.broker_addr_table.get(&name) else {
                     continue;
                 };
@@ -157,9 +155,8 @@ impl MqClient {
             )
             .await?;
         let list: TopicList = parse_body("namesrv", &addr, op, &response.body)?;
-        let mut topics = list.topic_list;
-        topics.sort();
-        Ok(topics)
+        // A BTreeSet: already sorted and unique.
+        Ok(list.topic_list.into_iter().collect())
     }
 
     /// UPDATE_AND_CREATE_TOPIC on one broker.

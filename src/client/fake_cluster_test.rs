@@ -248,12 +248,9 @@ async fn cluster() -> Cluster {
             perm: 6,
             topic_sys_flag: 0,
         });
-        route.broker_datas.push(BrokerData {
-            cluster: "c".to_string(),
-            broker_name: name.to_string(),
-            broker_addrs: BTreeMap::from([(0, server.local_addr().to_string())]),
-            ..Default::default()
-        });
+        let mut data = BrokerData::new("c", name);
+        data.broker_addrs = BTreeMap::from([(0, server.local_addr().to_string())]);
+        route.broker_datas.push(data);
         brokers.push((fake, server));
     }
     let namesrv = RemotingServer::bind(loopback(), Arc::new(FakeNamesrv { route }))
