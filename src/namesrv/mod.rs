@@ -159,3 +159,6 @@ mod processor_test;
 // Real sockets on 127.0.0.1; simulations cover the madsim build.
 #[cfg(all(test, not(madsim)))]
 mod loopback_test;
+
+#[cfg(all(test, madsim))]
+mod sim_test;

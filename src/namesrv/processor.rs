@@ -170,10 +170,24 @@ impl NamesrvProcessor {
             topics = registration.topic_config_wrapper.topic_config_table.len(),
             "register broker"
         );
-        let outcome = self
-            .state
-            .routes_mut()
-            .register_broker(registration, rt::now_ms());
+        let mut routes = self.state.routes_mut();
+        // A registration read just before its connection closed can be processed after the
+        // close was handled; recording it would leave a dead broker routed until expiry. The
+        // remoting layer marks a connection closed before calling `on_connection_closed`, which
+        // needs this lock: so either we see the close here, or the close handler runs after us
+        // and removes what we record.
+        if conn.is_some_and(Connection::is_closed) {
+            drop(routes);
+            tracing::info!(
+                broker_addr = %registration.broker_addr,
+                "registration arrived on a connection that has closed; ignored"
+            );
+            return Ok(
+                request.response(response_code::SYSTEM_ERROR, "connection closed".to_string())
+            );
+        }
+        let outcome = routes.register_broker(registration, rt::now_ms());
+        drop(routes);
         let mut response = Self::success(request);
         if let Some(ha) = outcome.ha_server_addr {
             response.set_ext("haServerAddr", ha);

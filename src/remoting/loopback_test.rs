@@ -518,3 +518,30 @@ async fn throughput_smoke() {
         total as f64 / elapsed.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn shutdown_releases_the_address_and_bind_reports_conflicts() {
+    let (server, _echo, addr) = start().await;
+    let bound: std::net::SocketAddr = addr.parse().unwrap();
+    // The address is taken while the server runs.
+    let conflict = RemotingServer::bind(bound, Arc::new(Echo::default())).await;
+    match conflict {
+        Err(RemotingError::Io(e)) => assert!(e.to_string().contains(&addr), "{e}"),
+        Err(other) => panic!("expected an i/o error naming the address, got {other:?}"),
+        Ok(_) => panic!("second bind of {addr} succeeded"),
+    }
+    server.shutdown();
+    assert!(server.is_shutdown());
+    tokio::time::timeout(Duration::from_secs(2), server.wait_stopped())
+        .await
+        .expect("listener released");
+    let again = RemotingServer::bind(bound, Arc::new(Echo::default()))
+        .await
+        .unwrap();
+    let response = RemotingClient::new()
+        .invoke(&addr, RemotingCommand::request(10), 3000)
+        .await
+        .unwrap();
+    assert_eq!(response.code, 1010);
+    again.shutdown();
+}

@@ -47,6 +47,8 @@ struct ServerShared {
     connections: Mutex<HashMap<u64, Connection>>,
     stopped: AtomicBool,
     stop_accepting: Notify,
+    /// Becomes true once the accept loop has exited and the listening socket is released.
+    listener_released: tokio::sync::watch::Sender<bool>,
     /// Opaque counter for server-initiated requests, shared by all connections.
     opaque_counter: Arc<AtomicI32>,
 }
@@ -74,6 +76,7 @@ impl RemotingServer {
             connections: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
             stop_accepting: Notify::new(),
+            listener_released: tokio::sync::watch::channel(false).0,
             opaque_counter: Arc::new(AtomicI32::new(0)),
         });
         rt::spawn(accept_loop(listener, processor, shared.clone()));
@@ -102,6 +105,14 @@ impl RemotingServer {
             conn.close();
         }
         tracing::info!(local_addr = %self.local_addr, "remoting server shut down");
+    }
+
+    /// Resolves once, after [`shutdown`](Self::shutdown), the listening socket is released (the
+    /// address can be bound again). Returns at once if that already happened.
+    pub async fn wait_stopped(&self) {
+        let mut released = self.shared.listener_released.subscribe();
+        // The sender lives in `shared`, which we hold: wait_for only fails if it is dropped.
+        let _ = released.wait_for(|released| *released).await;
     }
 
     pub fn is_shutdown(&self) -> bool {
@@ -157,4 +168,5 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    shared.listener_released.send_replace(true);
 }

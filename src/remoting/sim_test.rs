@@ -267,3 +267,64 @@ async fn connection_of_a_killed_node_reads_as_closed() {
     assert_eq!(response.code, 0);
     assert_eq!(local_addr.ip().to_string(), "10.0.0.3");
 }
+
+/// Graceful stop inside a node: shutdown closes the client's connection (it fails over to a
+/// reconnect) and the address can be bound again by a new server on the same node.
+#[madsim::test]
+async fn graceful_shutdown_then_rebind() {
+    let handle = madsim::runtime::Handle::current();
+    let server_addr: SocketAddr = "10.0.0.1:9876".parse().unwrap();
+    let server_node = handle
+        .create_node()
+        .name("server")
+        .ip(server_addr.ip())
+        .build();
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip("10.0.0.2".parse().unwrap())
+        .build();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    server_node.spawn(async move {
+        let server = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        let _ = go_rx.await;
+        server.shutdown();
+        server.wait_stopped().await;
+        let again = RemotingServer::bind(server_addr, Arc::new(Echo))
+            .await
+            .unwrap();
+        let _ = stopped_tx.send(());
+        std::future::pending::<()>().await;
+        drop(again);
+    });
+    crate::rt::sleep(Duration::from_millis(100)).await;
+    let client = RemotingClient::new();
+    let c = client.clone();
+    let before = client_node
+        .spawn(async move {
+            let response = c
+                .invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await?;
+            Ok::<_, RemotingError>((response, c.connection("10.0.0.1:9876", 1000).await?))
+        })
+        .await
+        .unwrap();
+    let (response, first_conn) = before.unwrap();
+    assert_eq!(response.code, 0);
+    go_tx.send(()).unwrap();
+    stopped_rx.await.unwrap();
+    crate::rt::sleep(Duration::from_millis(50)).await;
+    assert!(first_conn.is_closed());
+    let c = client.clone();
+    let after = client_node
+        .spawn(async move {
+            c.invoke("10.0.0.1:9876", RemotingCommand::request(10), 1000)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.unwrap().code, 0);
+}
