@@ -33,6 +33,9 @@ SIM_DETERMINISM_SEEDS=${SIM_DETERMINISM_SEEDS-1 2}
 SIM_JOBS=${SIM_JOBS:-$(nproc)}
 SIM_TIMEOUT_S=${SIM_TIMEOUT_S:-300}
 SIM_CARGO_FLAGS=${SIM_CARGO_FLAGS:-}
+if [[ "${CI:-}" == "true" ]]; then
+  SIM_CARGO_FLAGS="$SIM_CARGO_FLAGS --locked" # CI builds exactly what Cargo.lock says
+fi
 SIM_OUT=${SIM_OUT:-$ROOT/target/sim-sweep}
 REGRESSION_FILE=$ROOT/sim-tests/regression-seeds.txt
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

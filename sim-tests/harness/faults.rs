@@ -15,7 +15,7 @@ pub enum FaultKind {
     CrashBroker(CrashMode),
     /// Crash a namesrv (no disk), restart it later.
     CrashNamesrv,
-    /// Inject a disk fault on a broker, clear it later.
+    /// Inject a disk fault on a broker, clear it later (after an EIO, restart the broker).
     Disk(DiskFault),
     /// Freeze a broker's tasks (GC pause), resume later.
     PauseBroker,
@@ -148,6 +148,14 @@ pub async fn run_safety_phase(
                 apogee::rt::sleep(hold).await;
                 disk.clear_faults();
                 cluster.trace().event(format!("heal: disk faults on {b}"));
+                if fault != DiskFault::NoSpace && !cluster.is_down(&b) {
+                    // After an EIO the store may have poisoned itself (a failed fsync leaves
+                    // the page cache in an unknown state); the operator's answer is a restart.
+                    // Freed space (ENOSPC) must be picked up without one.
+                    cluster.crash(&b, CrashMode::ProcessCrash);
+                    apogee::rt::sleep_ms(draw(100, 1000)).await;
+                    cluster.restart(&b);
+                }
             }
             FaultKind::PauseBroker => {
                 let b = pick(&brokers);

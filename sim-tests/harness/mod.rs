@@ -12,9 +12,9 @@
 pub mod cluster;
 pub mod disk;
 pub mod faults;
-// pub mod nodes; (enabled once Namesrv/Broker land on main)
+pub mod nodes;
 pub mod oracle;
-// pub mod scenario;
+pub mod scenario;
 pub mod trace;
 pub mod workload;
 

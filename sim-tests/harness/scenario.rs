@@ -16,8 +16,8 @@ use super::faults::{run_safety_phase, FaultCounts, FaultPlan};
 use super::nodes::{broker_main, namesrv_main, SimBrokerConfig};
 use super::oracle::{OffsetEvent, OffsetEventKind, Oracle};
 use super::workload::{
-    self, consumer_main, create_topic, fetch_route, producer_main, BrokerInfo, StopFlag,
-    WorkloadConfig,
+    self, client_producer_main, consumer_main, create_topic, fetch_route, producer_main,
+    BrokerInfo, StopFlag, WorkloadConfig,
 };
 use super::{SimOutcome, Trace};
 use crate::invariants::{self, BrokerFacts, CheckInput, Report, Violation};
@@ -54,6 +54,22 @@ pub struct ScenarioSpec {
     pub body_bytes_max: usize,
     pub batch_size_max: usize,
     pub queue_count: i32,
+    /// A deliberate fault outside every contract, to show a checker fires (t90 only).
+    pub sabotage: Sabotage,
+}
+
+/// Harness-side deliberate bugs for checkers that no store switch (`DebugBugs`) exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    None,
+    /// Flip a byte inside a consumed message's body on the broker's disk (bit rot, both images).
+    BitRotBody,
+    /// An unrecorded client commits a lower consumer offset (as if the broker moved it back).
+    RogueOffsetCommit,
+    /// One broker stays clogged after the safety phase: the cluster cannot converge.
+    NeverHealBroker,
+    /// After the final scan, overwrite a ConsumeQueue unit's size on disk.
+    CorruptConsumeQueueUnit,
 }
 
 impl ScenarioSpec {
@@ -70,6 +86,7 @@ impl ScenarioSpec {
             body_bytes_max: 1024,
             batch_size_max: 4,
             queue_count: 4,
+            sabotage: Sabotage::None,
         }
     }
 }
@@ -85,7 +102,11 @@ impl ScenarioResult {
     pub fn assert_ok(self, trace: &Trace) -> SimOutcome {
         if !self.violations.is_empty() {
             let mut text = format!("{} invariant violation(s):\n", self.violations.len());
-            for v in self.violations.iter().take(invariants::VIOLATIONS_SHOWN_MAX) {
+            for v in self
+                .violations
+                .iter()
+                .take(invariants::VIOLATIONS_SHOWN_MAX)
+            {
                 text.push_str(&format!("  {v}\n"));
             }
             text.push_str("report:\n");
@@ -139,7 +160,13 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
         };
-        cluster.add_node(&name, Role::Broker, ip, Some(disk.clone()), broker_main(cfg));
+        cluster.add_node(
+            &name,
+            Role::Broker,
+            ip,
+            Some(disk.clone()),
+            broker_main(cfg),
+        );
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -188,13 +215,25 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             Role::Client,
             client_ip(i as u8),
             None,
+            // Even producers speak raw remoting; odd ones use Apogee's client library.
             Arc::new(move |ctx: NodeContext| {
-                Box::pin(producer_main(
-                    format!("{}#{}", ctx.name, ctx.incarnation),
-                    cfg.clone(),
-                    oracle.clone(),
-                    stop.clone(),
-                ))
+                let name = format!("{}#{}", ctx.name, ctx.incarnation);
+                if i % 2 == 0 {
+                    Box::pin(producer_main(
+                        name,
+                        cfg.clone(),
+                        oracle.clone(),
+                        stop.clone(),
+                    )) as super::cluster::BoxFuture
+                } else {
+                    Box::pin(client_producer_main(
+                        name,
+                        ctx.ip,
+                        cfg.clone(),
+                        oracle.clone(),
+                        stop.clone(),
+                    ))
+                }
             }),
         );
     }
@@ -221,13 +260,41 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         );
     }
 
+    // An independent observer of the group's committed offsets (for the monotonicity checker).
+    {
+        let (c, o, stop) = (wcfg.clone(), oracle.clone(), consumers_stop.clone());
+        let node = madsim::runtime::Handle::current()
+            .get_node(cluster.node_id("admin"))
+            .expect("admin node");
+        node.spawn(async move {
+            while !stop.is_stopped() {
+                apogee::rt::sleep_ms(1_000).await;
+                record_committed_offsets(&c, &o).await;
+            }
+        });
+    }
+
     let mut counts = FaultCounts::default();
     if violations.is_empty() {
-        run_safety_phase(&mut cluster, &spec.plan, &consumer_names, spec.safety, &mut counts)
-            .await;
+        run_safety_phase(
+            &mut cluster,
+            &spec.plan,
+            &consumer_names,
+            spec.safety,
+            &mut counts,
+        )
+        .await;
+        sabotage_before_liveness(&mut cluster, &spec, &wcfg, &oracle, &facts).await;
         violations.extend(
-            liveness_phase(&cluster, &wcfg, &oracle, &producers_stop, &consumers_stop, spec.liveness_deadline)
-                .await,
+            liveness_phase(
+                &cluster,
+                &wcfg,
+                &oracle,
+                &producers_stop,
+                &consumers_stop,
+                spec.liveness_deadline,
+            )
+            .await,
         );
     }
     producers_stop.stop();
@@ -236,6 +303,9 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     for (addr, f) in facts.iter_mut() {
         f.power_losses = f.disk.power_losses();
         let _ = addr;
+    }
+    if spec.sabotage == Sabotage::CorruptConsumeQueueUnit {
+        corrupt_consume_queue_unit(&cluster, &oracle, &facts);
     }
     let mut report = Report::default();
     {
@@ -309,6 +379,7 @@ async fn setup_topic(cluster: &Cluster, cfg: &WorkloadConfig) -> Result<(), Stri
     .await
 }
 
+#[allow(unused_assignments)]
 /// Faults are off: the cluster must take writes and the group must catch up before the
 /// deadline; then the final scan reads every queue.
 async fn liveness_phase(
@@ -332,12 +403,18 @@ async fn liveness_phase(
     let mut last = String::new();
     loop {
         let (c, o) = (cfg.clone(), oracle.clone());
-        match on_node(cluster, "admin", async move { workload::probe_send(&c, &o).await }).await {
+        match on_node(cluster, "admin", async move {
+            workload::probe_send(&c, &o).await
+        })
+        .await
+        {
             Ok(()) => break,
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("no acked probe send within {deadline:?} after healing: {last}"));
+            return fail(format!(
+                "no acked probe send within {deadline:?} after healing: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
@@ -389,7 +466,9 @@ async fn liveness_phase(
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("consumers did not catch up within {deadline:?}: {last}"));
+            return fail(format!(
+                "consumers did not catch up within {deadline:?}: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
@@ -398,17 +477,204 @@ async fn liveness_phase(
     // 3. Every queue reads back from min to max.
     loop {
         let (c, o) = (cfg.clone(), oracle.clone());
-        match on_node(cluster, "admin", async move { workload::final_scan("admin", &c, &o).await })
-            .await
+        match on_node(cluster, "admin", async move {
+            workload::final_scan("admin", &c, &o).await
+        })
+        .await
         {
             Ok(()) => break,
             Err(e) => last = e,
         }
         if apogee::rt::now() > end {
-            return fail(format!("final scan did not complete within {deadline:?}: {last}"));
+            return fail(format!(
+                "final scan did not complete within {deadline:?}: {last}"
+            ));
         }
         apogee::rt::sleep_ms(500).await;
     }
     trace.event("liveness: final scan done");
     Vec::new()
+}
+
+async fn sabotage_before_liveness(
+    cluster: &mut Cluster,
+    spec: &ScenarioSpec,
+    cfg: &WorkloadConfig,
+    oracle: &Oracle,
+    facts: &BTreeMap<String, BrokerFacts>,
+) {
+    match spec.sabotage {
+        Sabotage::None | Sabotage::CorruptConsumeQueueUnit => {}
+        Sabotage::NeverHealBroker => {
+            let b = cluster.names(Role::Broker)[0].clone();
+            cluster.clog_node(&b);
+        }
+        Sabotage::BitRotBody => {
+            let target = {
+                let st = oracle.state();
+                st.consumed
+                    .iter()
+                    .find(|c| c.body.len() > 16)
+                    .map(|c| (c.broker.clone(), c.commitlog_offset, c.body.clone()))
+            };
+            let Some((broker, commitlog_offset, body)) = target else {
+                return;
+            };
+            let disk = &facts[&broker].disk;
+            let dir = disk.store_root().join("commitlog");
+            let mut segments: Vec<(u64, std::path::PathBuf)> = disk
+                .paths()
+                .into_iter()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .filter_map(|p| Some((p.file_name()?.to_str()?.parse().ok()?, p)))
+                .collect();
+            segments.sort();
+            let Some((start, path)) = segments
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= commitlog_offset as u64)
+                .cloned()
+            else {
+                return;
+            };
+            let Some(data) = disk.read_live(&path) else {
+                return;
+            };
+            let from = (commitlog_offset as u64 - start) as usize;
+            let window = &data[from..data.len().min(from + 4096 + body.len())];
+            if let Some(i) = window.windows(body.len()).position(|w| w == &body[..]) {
+                let pos = (from + i + 12) as u64;
+                disk.sim_disk()
+                    .corrupt_byte(&path, pos)
+                    .expect("corrupt inside the file");
+                cluster.trace().event(format!(
+                    "sabotage: bit rot in {} at {pos} (entry {commitlog_offset})",
+                    path.display()
+                ));
+            }
+        }
+        Sabotage::RogueOffsetCommit => {
+            let (c, o) = (cfg.clone(), oracle.clone());
+            let brokers = cfg.brokers.clone();
+            on_node(cluster, "admin", async move {
+                let client = apogee::remoting::RemotingClient::new();
+                let Ok(progress) = workload::progress(&c).await else {
+                    return;
+                };
+                let Some(q) = progress.iter().find(|q| q.committed_offset > 1) else {
+                    return;
+                };
+                let inc = brokers
+                    .iter()
+                    .find(|b| b.addr == q.broker)
+                    .map(|b| b.incarnation())
+                    .unwrap_or(0);
+                let now = apogee::rt::now();
+                o.record_offset_event(OffsetEvent {
+                    broker: q.broker.clone(),
+                    broker_incarnation: inc,
+                    group: c.group.clone(),
+                    topic: c.topic.clone(),
+                    queue_id: q.queue_id,
+                    offset: q.committed_offset,
+                    started_at: now,
+                    finished_at: now,
+                    kind: OffsetEventKind::Query,
+                });
+                // Not recorded in the oracle: to the checker this is the broker moving back.
+                let rogue = apogee::remoting::RemotingCommand::request(
+                    apogee::remoting::request_code::UPDATE_CONSUMER_OFFSET,
+                )
+                .with_ext("consumerGroup", &c.group)
+                .with_ext("topic", &c.topic)
+                .with_ext("queueId", q.queue_id)
+                .with_ext("commitOffset", q.committed_offset / 2);
+                let _ = client.invoke(&q.broker, rogue, 3_000).await;
+                o.trace().event("sabotage: rogue offset commit");
+            })
+            .await;
+        }
+    }
+}
+
+fn corrupt_consume_queue_unit(
+    cluster: &Cluster,
+    oracle: &Oracle,
+    facts: &BTreeMap<String, BrokerFacts>,
+) {
+    let target = {
+        let st = oracle.state();
+        st.scanned_queues
+            .iter()
+            .find(|(_, (min, max))| max > min)
+            .map(|((b, t, q), (min, _))| (b.clone(), t.clone(), *q, *min))
+    };
+    let Some((broker, topic, queue_id, min)) = target else {
+        return;
+    };
+    let disk = &facts[&broker].disk;
+    let dir = disk
+        .store_root()
+        .join("consumequeue")
+        .join(&topic)
+        .join(queue_id.to_string());
+    let unit_pos = min as u64 * invariants::cq_points_at_commitlog::CQ_UNIT_SIZE;
+    let mut files: Vec<(u64, std::path::PathBuf)> = disk
+        .paths()
+        .into_iter()
+        .filter(|p| p.parent() == Some(dir.as_path()))
+        .filter_map(|p| Some((p.file_name()?.to_str()?.parse().ok()?, p)))
+        .collect();
+    files.sort();
+    if let Some((start, path)) = files.iter().rev().find(|(s, _)| *s <= unit_pos) {
+        // Byte 11 is the low byte of the unit's size field.
+        let pos = unit_pos - start + 11;
+        if disk.sim_disk().corrupt_byte(path, pos).is_ok() {
+            cluster.trace().event(format!(
+                "sabotage: corrupt ConsumeQueue unit {min} of {topic}/{queue_id} on {broker}"
+            ));
+        }
+    }
+}
+
+/// Reads the group's committed offset of every queue and records each found value as a Query.
+async fn record_committed_offsets(cfg: &WorkloadConfig, oracle: &Oracle) {
+    let client = apogee::remoting::RemotingClient::new();
+    for b in &cfg.brokers {
+        for queue_id in 0..cfg.queue_count {
+            let started_at = apogee::rt::now();
+            let incarnation = b.incarnation();
+            let req = apogee::remoting::RemotingCommand::request(
+                apogee::remoting::request_code::QUERY_CONSUMER_OFFSET,
+            )
+            .with_ext("consumerGroup", &cfg.group)
+            .with_ext("topic", &cfg.topic)
+            .with_ext("queueId", queue_id)
+            .with_ext("setZeroIfNotFound", false);
+            let Ok(resp) = client.invoke(&b.addr, req, 1_000).await else {
+                continue;
+            };
+            if resp.code != apogee::remoting::response_code::SUCCESS {
+                continue;
+            }
+            let Ok(offset) = resp.required::<i64>("offset") else {
+                continue;
+            };
+            // The broker restarted while we asked: the value belongs to no known incarnation.
+            if b.incarnation() != incarnation {
+                continue;
+            }
+            oracle.record_offset_event(OffsetEvent {
+                broker: b.addr.clone(),
+                broker_incarnation: incarnation,
+                group: cfg.group.clone(),
+                topic: cfg.topic.clone(),
+                queue_id,
+                offset,
+                started_at,
+                finished_at: apogee::rt::now(),
+                kind: OffsetEventKind::Query,
+            });
+        }
+    }
 }

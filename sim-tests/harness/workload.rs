@@ -959,3 +959,137 @@ pub async fn probe_send(cfg: &WorkloadConfig, oracle: &Oracle) -> Result<(), Str
 pub fn has_body_id(body: &[u8]) -> bool {
     body_id(body).is_some()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Producer on Apogee's own client library (route cache, queue selection, retries inside)
+// ---------------------------------------------------------------------------------------------
+
+/// One producer incarnation using `apogee::client::Producer`: the library chooses queues and
+/// retries; the oracle gets one attempt per logical send with the library's classification
+/// (acknowledged / failed / unknown), timed from the start of the call.
+pub async fn client_producer_main(
+    name: String,
+    client_ip: std::net::IpAddr,
+    cfg: WorkloadConfig,
+    oracle: Oracle,
+    stop: StopFlag,
+) {
+    use apogee::client::mq_client::{ClientConfig, MqClient};
+    use apogee::client::producer::{
+        Message, Producer, ProducerConfig, SendOutcome as LibOutcome, SendStatus,
+    };
+
+    let _running = stop.enter();
+    let mut client_config = ClientConfig::new(cfg.namesrv_addrs.clone());
+    client_config.client_ip = client_ip;
+    // Fixed instance name: the default embeds the pid, which differs between processes and
+    // would make the broker's consumer/producer tables (and the digest) differ per process.
+    client_config.instance_name = name.clone();
+    client_config.route_refresh_interval_ms = 3_000;
+    let mut producer_config = ProducerConfig::new(PRODUCER_GROUP);
+    producer_config.retry_times_when_send_failed = (cfg.send_attempts_max.max(1) - 1) as u32;
+    producer_config.send_timeout_ms = SEND_TIMEOUT_MS;
+    // The oracle compares raw bodies: never compress.
+    producer_config.compress_over_bytes = usize::MAX;
+    let producer = Producer::new(MqClient::new(client_config), producer_config);
+    let mut sent = 0u64;
+    while !stop.is_stopped() {
+        if let Some(budget) = cfg.messages_per_producer {
+            if sent >= budget {
+                break;
+            }
+        }
+        let batch_size = if cfg.batch_size_max > 1 && chance(0.3) {
+            draw(2, cfg.batch_size_max as u64 + 1) as usize
+        } else {
+            1
+        };
+        let tags = match draw(0, 4) {
+            0 => None,
+            n => Some(format!("Tag{n}")),
+        };
+        let batch: Vec<SentMessage> = (0..batch_size)
+            .map(|_| {
+                let len = draw(BODY_ID_BYTES as u64, cfg.body_bytes_max as u64 + 1) as usize;
+                oracle.new_message(&cfg.topic, tags.clone(), |id| make_body(id, len))
+            })
+            .collect();
+        sent += batch_size as u64;
+        let messages: Vec<Message> = batch
+            .iter()
+            .map(|m| {
+                let mut msg =
+                    Message::new(&cfg.topic, m.body.clone()).with_keys(&[m.keys.as_str()]);
+                if let Some(t) = &m.tags {
+                    msg = msg.with_tags(t);
+                }
+                msg
+            })
+            .collect();
+        let started_at = rt::now();
+        let outcome = if messages.len() == 1 {
+            producer
+                .send_outcome(messages.into_iter().next().expect("one message"))
+                .await
+        } else {
+            producer.send_batch_outcome(messages).await
+        };
+        let finished_at = rt::now();
+        let (broker, base) = match &outcome {
+            LibOutcome::Acknowledged(r) => {
+                let code = match r.status {
+                    SendStatus::SendOk => rs::SUCCESS,
+                    SendStatus::FlushDiskTimeout => rs::FLUSH_DISK_TIMEOUT,
+                    SendStatus::FlushSlaveTimeout => rs::FLUSH_SLAVE_TIMEOUT,
+                    SendStatus::SlaveNotAvailable => rs::SLAVE_NOT_AVAILABLE,
+                };
+                (
+                    r.broker_addr.clone(),
+                    Some((code, r.queue.queue_id, r.queue_offset)),
+                )
+            }
+            _ => (
+                cfg.brokers
+                    .first()
+                    .map(|b| b.addr.clone())
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
+        let flush = cfg
+            .broker_by_addr(&broker)
+            .map(|b| b.flush)
+            .unwrap_or_default();
+        for (i, msg) in batch.iter().enumerate() {
+            let per_msg = match (&outcome, base) {
+                (_, Some((code, queue_id, first))) => SendOutcome::Acked {
+                    response_code: code,
+                    queue_id,
+                    queue_offset: first + i as i64,
+                },
+                (LibOutcome::Failed { code, error }, _) => SendOutcome::Failed {
+                    response_code: code.unwrap_or(-1),
+                    remark: error.to_string(),
+                },
+                (other, _) => SendOutcome::Unknown {
+                    reason: format!("{other:?}"),
+                },
+            };
+            oracle.record_attempt(
+                msg.id,
+                SendAttempt {
+                    broker: broker.clone(),
+                    started_at,
+                    finished_at,
+                    flush,
+                    batch_size,
+                    outcome: per_msg,
+                },
+            );
+        }
+        rt::sleep_ms(draw(0, cfg.send_pause_ms_max + 1)).await;
+    }
+    oracle.trace().event(format!(
+        "{name} (client library) stops after {sent} messages"
+    ));
+}

@@ -251,21 +251,24 @@ impl RouteTable {
         };
         self.broker_live_table.remove(&key);
         self.filter_server_table.remove(&key);
-        let mut remove_broker_name = false;
+        let mut removed_group_cluster = None;
         if let Some(data) = self.broker_addr_table.get_mut(broker_name) {
             if data.broker_addrs.get(&broker_id).map(String::as_str) == Some(broker_addr) {
                 data.broker_addrs.remove(&broker_id);
             }
             if data.broker_addrs.is_empty() {
+                removed_group_cluster = Some(data.cluster.clone());
                 self.broker_addr_table.remove(broker_name);
-                remove_broker_name = true;
             }
         }
-        if remove_broker_name {
-            if let Some(names) = self.cluster_addr_table.get_mut(cluster_name) {
-                names.remove(broker_name);
-                if names.is_empty() {
-                    self.cluster_addr_table.remove(cluster_name);
+        if let Some(group_cluster) = removed_group_cluster {
+            // A group that moved clusters is listed under both names; drop it from both.
+            for cluster in [cluster_name, group_cluster.as_str()] {
+                if let Some(names) = self.cluster_addr_table.get_mut(cluster) {
+                    names.remove(broker_name);
+                    if names.is_empty() {
+                        self.cluster_addr_table.remove(cluster);
+                    }
                 }
             }
             self.remove_topics_of_broker_name(broker_name);
@@ -282,16 +285,20 @@ impl RouteTable {
 
     /// Removes a broker known only by cluster and address (expiry, connection close).
     fn remove_by_addr(&mut self, key: &BrokerAddrInfo) {
+        let member_of = |data: &BrokerData| {
+            data.broker_addrs
+                .iter()
+                .find(|(_, addr)| **addr == key.broker_addr)
+                .map(|(id, _)| (data.broker_name.clone(), *id))
+        };
+        // Prefer the group of the same cluster; a group registered under another cluster name
+        // earlier (renamed cluster) still must not keep a dead address.
         let member = self
             .broker_addr_table
-            .iter()
-            .filter(|(_, data)| data.cluster == key.cluster_name)
-            .find_map(|(name, data)| {
-                data.broker_addrs
-                    .iter()
-                    .find(|(_, addr)| **addr == key.broker_addr)
-                    .map(|(id, _)| (name.clone(), *id))
-            });
+            .values()
+            .filter(|data| data.cluster == key.cluster_name)
+            .find_map(member_of)
+            .or_else(|| self.broker_addr_table.values().find_map(member_of));
         match member {
             Some((broker_name, broker_id)) => {
                 self.unregister_broker(&key.cluster_name, &key.broker_addr, &broker_name, broker_id)

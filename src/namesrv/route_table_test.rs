@@ -308,3 +308,24 @@ fn data_version_change_detection_and_timestamp_update() {
     assert!(table.scan_not_active_brokers(1_900).is_empty());
     assert_eq!(table.scan_not_active_brokers(1_901).len(), 1);
 }
+
+#[test]
+fn broker_moving_clusters_is_removed_everywhere_on_close() {
+    let mut table = RouteTable::new(TIMEOUT_MS);
+    table.register_broker(
+        registration("b1", 0, "a:10911", topics(1, &[("T", 4)]), 1),
+        0,
+    );
+    let mut moved = registration("b1", 0, "a:10911", topics(1, &[("T", 4)]), 2);
+    moved.cluster_name = "c2".into();
+    table.register_broker(moved, 1);
+    assert!(table.cluster_info().cluster_addr_table["c2"].contains("b1"));
+    // Both liveness records (one per cluster) go with their connections.
+    assert_eq!(table.on_connection_closed(2).len(), 1);
+    assert_eq!(table.on_connection_closed(1).len(), 1);
+    let info = table.cluster_info();
+    assert!(info.broker_addr_table.is_empty(), "{info:?}");
+    assert!(info.cluster_addr_table.is_empty(), "{info:?}");
+    assert!(table.pickup_topic_route_data("T").is_none());
+    assert_eq!(table.live_broker_count(), 0);
+}

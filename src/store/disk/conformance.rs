@@ -342,7 +342,7 @@ fn torn_power_loss_keeps_an_ordered_prefix_cut_at_sectors() {
         let end = 100 + survived as u64;
         let on_write_boundary = [100u64, 1100, 3100, 6100].contains(&end);
         assert!(
-            on_write_boundary || end % SECTOR_SIZE == 0,
+            on_write_boundary || end.is_multiple_of(SECTOR_SIZE),
             "seed {seed}: cut at {end}"
         );
         saw_torn |= !on_write_boundary;

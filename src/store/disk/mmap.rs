@@ -196,6 +196,18 @@ impl Disk for MmapDisk {
             .truncate(true)
             .open(path)?;
         file.set_len(len)?;
+        if len > 0 {
+            // Reserve the blocks now: a store into a sparse mapped page on a full disk is a
+            // SIGBUS, while a failed fallocate is a clean ENOSPC here, before anything is
+            // written or acknowledged.
+            // SAFETY: posix_fallocate on a descriptor we own.
+            let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+            if rc != 0 && rc != libc::EOPNOTSUPP && rc != libc::EINVAL {
+                drop(file);
+                let _ = std::fs::remove_file(path);
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+        }
         Ok(Arc::new(MmapFile::open_file(file)?))
     }
 

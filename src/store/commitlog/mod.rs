@@ -1,0 +1,256 @@
+//! The CommitLog: one append-only log of entries over fixed-size mapped files. Append assigns
+//! CommitLog offsets, queue offsets and store timestamps under one lock (`append.rs`); flushing
+//! makes written bytes durable (`flush.rs` holds the loops); recovery finds the valid end after
+//! a restart (`recover.rs`).
+
+pub mod append;
+pub mod flush;
+pub mod mapped_file_queue;
+pub mod recover;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use crate::message::entry::{self, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2};
+use crate::store::disk::Disk;
+use crate::store::error::StoreError;
+
+pub use mapped_file_queue::{MappedFile, MappedFileQueue};
+
+/// Page size used to count dirty pages (RocketMQ `OS_PAGE_SIZE`).
+pub const OS_PAGE_SIZE: u64 = 4096;
+/// Bytes a file must keep free after an entry for the blank filler (size + BLANK magic).
+pub const END_FILE_MIN_BLANK_LENGTH: u64 = 8;
+
+/// What sits at a CommitLog position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryAt {
+    /// A message entry of this many bytes.
+    Message(Bytes),
+    /// Blank filler: continue at the next file.
+    Blank,
+    /// Zeros or garbage: the end of the valid log (with the reason).
+    Invalid(String),
+}
+
+/// Per topic-queue next queue offsets plus what the last append left behind.
+#[derive(Debug, Default)]
+pub struct AppendState {
+    pub queue_offsets: BTreeMap<(String, i32), i64>,
+    /// Store timestamp of the newest entry and the offset one past it (for the checkpoint).
+    pub last_store_timestamp: i64,
+    pub last_end_offset: u64,
+}
+
+/// The log itself (no background loops; see `flush.rs`).
+pub struct CommitLog {
+    pub files: MappedFileQueue,
+    pub(crate) append_state: Mutex<AppendState>,
+    /// Bytes below this offset are durable.
+    flushed_offset: AtomicU64,
+    /// Store timestamp of the newest durable entry (checkpoint physicMsgTimestamp).
+    flushed_store_timestamp: AtomicU64,
+    /// Serializes flushes so two syncs never race on the positions.
+    flush_lock: Mutex<()>,
+}
+
+impl CommitLog {
+    pub fn load(
+        disk: Arc<dyn Disk>,
+        config: &crate::store::StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let files = MappedFileQueue::load(
+            disk,
+            &config.commitlog_dir(),
+            config.mapped_file_size_commitlog,
+        )?;
+        Ok(CommitLog {
+            files,
+            append_state: Mutex::new(AppendState::default()),
+            flushed_offset: AtomicU64::new(0),
+            flushed_store_timestamp: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn lock_append(&self) -> MutexGuard<'_, AppendState> {
+        self.append_state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.files.file_size()
+    }
+
+    pub fn min_offset(&self) -> u64 {
+        self.files.min_offset()
+    }
+
+    pub fn max_offset(&self) -> u64 {
+        self.files.max_offset()
+    }
+
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    pub fn flushed_store_timestamp(&self) -> i64 {
+        self.flushed_store_timestamp.load(Ordering::Acquire) as i64
+    }
+
+    pub(crate) fn set_flushed(&self, offset: u64, store_timestamp: i64) {
+        self.flushed_offset.store(offset, Ordering::Release);
+        self.flushed_store_timestamp
+            .store(store_timestamp.max(0) as u64, Ordering::Release);
+    }
+
+    /// Next queue offset the log would assign in a queue.
+    pub fn queue_offset(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        self.lock_append()
+            .queue_offsets
+            .get(&(topic.to_string(), queue_id))
+            .copied()
+    }
+
+    /// Drops the queue offsets of deleted topics.
+    pub fn remove_topics(&self, topics: &[String]) {
+        let mut st = self.lock_append();
+        st.queue_offsets.retain(|(t, _), _| !topics.contains(t));
+    }
+
+    /// Reads what sits at `commitlog_offset` without trusting it: a full message entry (size,
+    /// magic and layout checked; CRC if asked), the blank filler, or the reason it is neither.
+    pub fn read_entry_at(
+        &self,
+        commitlog_offset: u64,
+        check_crc: bool,
+    ) -> Result<EntryAt, StoreError> {
+        let Some(file) = self.files.find(commitlog_offset) else {
+            return Ok(EntryAt::Invalid(format!(
+                "offset {commitlog_offset} outside the CommitLog files"
+            )));
+        };
+        let file_pos = commitlog_offset - file.start_offset;
+        let remaining = file.size - file_pos;
+        if remaining < END_FILE_MIN_BLANK_LENGTH {
+            return Ok(EntryAt::Invalid(format!(
+                "only {remaining} bytes left in {}",
+                file.path.display()
+            )));
+        }
+        let mut header = [0u8; 8];
+        file.read_at(file_pos, &mut header)?;
+        let Some((total_size, magic)) = entry::peek_header(&header) else {
+            return Ok(EntryAt::Invalid("short header".into()));
+        };
+        match magic {
+            BLANK_MAGIC_CODE => {
+                if total_size as u64 != remaining {
+                    return Ok(EntryAt::Invalid(format!(
+                        "blank filler declares {total_size} bytes but {remaining} remain"
+                    )));
+                }
+                Ok(EntryAt::Blank)
+            }
+            MESSAGE_MAGIC_CODE_V1 | MESSAGE_MAGIC_CODE_V2 => {
+                if total_size < entry::MIN_ENTRY_SIZE as i32
+                    || total_size as u64 + END_FILE_MIN_BLANK_LENGTH > remaining
+                {
+                    return Ok(EntryAt::Invalid(format!(
+                        "entry size {total_size} impossible with {remaining} bytes left"
+                    )));
+                }
+                let mut buf = vec![0u8; total_size as usize];
+                file.read_at(file_pos, &mut buf)?;
+                match entry::decode_entry(&buf, check_crc) {
+                    Ok((msg, _)) if msg.commitlog_offset as u64 != commitlog_offset => {
+                        Ok(EntryAt::Invalid(format!(
+                            "entry records offset {} but sits at {commitlog_offset}",
+                            msg.commitlog_offset
+                        )))
+                    }
+                    Ok(_) => Ok(EntryAt::Message(Bytes::from(buf))),
+                    Err(reason) => Ok(EntryAt::Invalid(reason)),
+                }
+            }
+            0 if total_size == 0 => Ok(EntryAt::Invalid("zeros (end of data)".into())),
+            other => Ok(EntryAt::Invalid(format!(
+                "bad magic code {:#010X}",
+                other as u32
+            ))),
+        }
+    }
+
+    /// The raw entry at `commitlog_offset` of `size` bytes (a ConsumeQueue unit's target),
+    /// checked to be a message entry of exactly that size.
+    pub fn read_message(
+        &self,
+        commitlog_offset: u64,
+        size: usize,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let Some(file) = self.files.find(commitlog_offset) else {
+            return Ok(None);
+        };
+        let file_pos = commitlog_offset - file.start_offset;
+        if file_pos + size as u64 > file.wrote_pos() {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; size];
+        file.read_at(file_pos, &mut buf)?;
+        // Pair assertion with dispatch: the unit must point at a message of its size.
+        match entry::peek_header(&buf) {
+            Some((total, MESSAGE_MAGIC_CODE_V1 | MESSAGE_MAGIC_CODE_V2))
+                if total as usize == size =>
+            {
+                Ok(Some(Bytes::from(buf)))
+            }
+            _ => Err(StoreError::Corrupt {
+                path: file.path.clone(),
+                offset: file_pos,
+                reason: format!("no {size}-byte message entry where a queue unit points"),
+            }),
+        }
+    }
+
+    /// Flushes when at least `least_pages` 4 KiB pages are dirty (0: anything dirty).
+    /// Returns whether a sync happened. Blocking: call through `rt::blocking`.
+    pub fn flush(&self, least_pages: u32) -> Result<bool, StoreError> {
+        let _guard = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (target, target_ts) = {
+            let st = self.lock_append();
+            (self.files.max_offset(), st.last_store_timestamp)
+        };
+        let from = self.flushed_offset();
+        if target <= from {
+            return Ok(false);
+        }
+        if least_pages > 0 && target / OS_PAGE_SIZE - from / OS_PAGE_SIZE < least_pages as u64 {
+            return Ok(false);
+        }
+        for file in self.files.files() {
+            if file.end_offset() <= from || file.start_offset >= target {
+                continue;
+            }
+            let sync_from = from.max(file.start_offset) - file.start_offset;
+            let sync_to = target.min(file.end_offset()) - file.start_offset;
+            if sync_to > sync_from {
+                file.file
+                    .sync_range(sync_from, sync_to - sync_from)
+                    .map_err(|source| StoreError::Io {
+                        op: "fsync",
+                        path: file.path.clone(),
+                        source,
+                    })?;
+            }
+            file.set_flushed_pos(sync_to);
+        }
+        assert!(
+            target >= self.flushed_offset(),
+            "flushed offset moves forward only"
+        );
+        self.set_flushed(target, target_ts);
+        Ok(true)
+    }
+}

@@ -1,0 +1,514 @@
+//! MessageStore tests on SimDisk: append/read, file rolling, batches, limits, flush contracts,
+//! crash recovery, poisoning, disk full, retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::disk::sim::{CrashMode, Fault, FaultOp, SeededRng, SimDisk};
+use super::*;
+use crate::message::entry::decode_entry;
+use crate::message::properties::{encode_properties, Properties};
+
+pub(crate) fn test_config(root: &str) -> StoreConfig {
+    StoreConfig {
+        store_path_root_dir: PathBuf::from(root),
+        mapped_file_size_commitlog: 64 * 1024,
+        mapped_file_size_consume_queue: 20 * 200,
+        max_hash_slot_num: 1000,
+        max_index_num: 4000,
+        flush_interval_commitlog_ms: 20,
+        flush_interval_consume_queue_ms: 50,
+        clean_resource_interval_ms: 60_000,
+        sync_flush_timeout_ms: 2000,
+        ..StoreConfig::default()
+    }
+}
+
+pub(crate) fn msg(topic: &str, queue_id: i32, body: &[u8]) -> MessageToStore {
+    let mut props = Properties::new();
+    props.insert("TAGS".into(), "TagA".into());
+    props.insert("KEYS".into(), format!("k{}", body.len()));
+    MessageToStore {
+        topic: topic.to_string(),
+        queue_id,
+        body: Bytes::copy_from_slice(body),
+        properties: encode_properties(&props),
+        born_timestamp: 1,
+        born_host: Some("10.0.0.9:5555".parse().expect("addr")),
+        store_host: Some("10.0.0.1:10911".parse().expect("addr")),
+        wait_store_msg_ok: true,
+        ..MessageToStore::default()
+    }
+}
+
+async fn open(config: &StoreConfig, disk: &SimDisk) -> Arc<MessageStore> {
+    MessageStore::open(config.clone(), Arc::new(disk.clone()))
+        .await
+        .expect("open store")
+}
+
+fn bodies(store: &MessageStore, topic: &str, queue_id: i32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = store.min_offset_in_queue(topic, queue_id);
+    loop {
+        let r = store.get_message(topic, queue_id, offset, 32, 1 << 20, &MatchAll);
+        if r.status != GetMessageStatus::Found {
+            break;
+        }
+        for (m, q) in r.messages.iter().zip(&r.queue_offsets) {
+            let (decoded, _) = decode_entry(m, true).expect("decode");
+            assert_eq!(decoded.queue_offset, *q, "entry queue offset matches unit");
+            out.push(decoded.body.to_vec());
+        }
+        offset = r.next_begin_offset;
+    }
+    out
+}
+
+#[tokio::test]
+async fn put_get_round_trip() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    for i in 0..10u8 {
+        let r = store.put_message(msg("T", 1, &[i; 10])).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "{:?}", r.remark);
+        let a = r.append.expect("append");
+        assert_eq!(a.queue_offset, i as i64);
+        assert_eq!(a.msg_id.len(), 32);
+        let (host, off) = crate::message::msg_id::decode_offset_msg_id(&a.msg_id).expect("id");
+        assert_eq!(off, a.wrote_offset);
+        assert_eq!(host.to_string(), "10.0.0.1:10911");
+        let raw = store
+            .look_message_by_offset(a.wrote_offset)
+            .expect("by offset");
+        assert_eq!(
+            &decode_entry(&raw, true).expect("decode").0.body[..],
+            &[i; 10]
+        );
+    }
+    assert_eq!(store.max_offset_in_queue("T", 1), 10);
+    assert_eq!(store.max_offset_in_queue("T", 2), 0);
+    let got = bodies(&store, "T", 1);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[3], vec![3u8; 10]);
+    let r = store.get_message("T", 1, 10, 32, 1 << 20, &MatchAll);
+    assert_eq!(r.status, GetMessageStatus::OffsetOverflowOne);
+    assert_eq!(r.next_begin_offset, 10);
+    let r = store.get_message("T", 1, 11, 32, 1 << 20, &MatchAll);
+    assert_eq!(r.status, GetMessageStatus::OffsetOverflowBadly);
+    let r = store.get_message("nope", 0, 0, 32, 1 << 20, &MatchAll);
+    assert_eq!(r.status, GetMessageStatus::NoMatchedLogicQueue);
+    // Byte limit: at least one message, then stop before exceeding.
+    let r = store.get_message("T", 1, 0, 32, 150, &MatchAll);
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.next_begin_offset, 1);
+    assert!(store.is_write_refused().is_none());
+    let info: std::collections::BTreeMap<_, _> = store.runtime_info().into_iter().collect();
+    assert_eq!(
+        info["commitLogMaxOffset"],
+        store.commitlog_max_offset().to_string()
+    );
+    assert_eq!(info["dispatchBehindBytes"], "0");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn rolls_files_with_blank_filler_and_batches_are_consecutive() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let mut expected = Vec::new();
+    for i in 0..300u32 {
+        let body = vec![(i % 251) as u8; 500 + (i as usize * 7) % 900];
+        let r = store.put_message(msg("Roll", 0, &body)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        expected.push(body);
+    }
+    let batch: Vec<_> = (0..5u8).map(|i| msg("Roll", 0, &[i; 100])).collect();
+    let r = store.put_messages(batch).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    let a = r.append.expect("append");
+    assert_eq!(a.queue_offset, 300);
+    assert_eq!(a.msg_num, 5);
+    assert_eq!(a.msg_id.split(',').count(), 5);
+    for i in 0..5u8 {
+        expected.push(vec![i; 100]);
+    }
+    let names = disk.list(&config.commitlog_dir()).expect("list");
+    assert!(names.len() > 3, "rolled over several files: {names:?}");
+    assert_eq!(names[1], "00000000000000065536");
+    // Every file but the last ends with a blank filler or exactly at its end.
+    assert_eq!(bodies(&store, "Roll", 0), expected);
+    store.shutdown().await;
+
+    // Clean reopen: everything is back, offsets continue.
+    let store = open(&config, &disk).await;
+    assert!(!store.recovery_outcome().abnormal);
+    assert_eq!(bodies(&store, "Roll", 0), expected);
+    let r = store.put_message(msg("Roll", 0, b"after")).await;
+    assert_eq!(r.append.expect("append").queue_offset, 305);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn size_limits() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/n/store");
+    config.max_message_size = 1000;
+    let store = open(&config, &disk).await;
+    let r = store.put_message(msg("T", 0, &[0; 1001])).await;
+    assert_eq!(r.status, PutMessageStatus::MessageIllegal);
+    assert!(r.remark.expect("remark").contains("maxMessageSize"));
+    let mut m = msg("T", 0, b"x");
+    m.properties = "a\u{1}".to_string() + &"b".repeat(40_000) + "\u{2}";
+    let r = store.put_message(m).await;
+    assert_eq!(r.status, PutMessageStatus::PropertiesSizeExceeded);
+    assert_eq!(store.commitlog_max_offset(), 0, "nothing written");
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn sync_flush_acked_messages_survive_power_loss() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/n/store");
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    let store = open(&config, &disk).await;
+    let mut acked = Vec::new();
+    for i in 0..50u8 {
+        let r = store.put_message(msg("S", 0, &[i; 300])).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        let a = r.append.expect("append");
+        assert!(store.commitlog_flushed_offset() >= a.wrote_offset + a.wrote_bytes as i64);
+        acked.push(vec![i; 300]);
+    }
+    disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(1));
+    drop(store);
+    let store = open(&config, &disk).await;
+    assert!(store.recovery_outcome().abnormal);
+    assert_eq!(bodies(&store, "S", 0), acked);
+    let r = store.put_message(msg("S", 0, b"next")).await;
+    assert_eq!(r.append.expect("append").queue_offset, 50);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_sync_puts_share_fsyncs() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/n/store");
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    let store = open(&config, &disk).await;
+    let mut handles = Vec::new();
+    for i in 0..20u8 {
+        let store = store.clone();
+        handles.push(crate::rt::spawn(async move {
+            store.put_message(msg("C", (i % 3) as i32, &[i; 64])).await
+        }));
+    }
+    for h in handles {
+        let r = h.await.expect("join");
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+    }
+    let total: i64 = (0..3).map(|q| store.max_offset_in_queue("C", q)).sum();
+    assert_eq!(total, 20);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn async_acked_messages_survive_process_crash() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let mut acked = Vec::new();
+    for i in 0..40u8 {
+        let r = store.put_message(msg("A", 2, &[i; 1000])).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        acked.push(vec![i; 1000]);
+    }
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(2));
+    drop(store);
+    let store = open(&config, &disk).await;
+    assert!(store.recovery_outcome().abnormal);
+    assert_eq!(bodies(&store, "A", 2), acked);
+    // Recovery made the recovered data durable: a power loss now loses nothing acked.
+    disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(3));
+    drop(store);
+    let store = open(&config, &disk).await;
+    assert_eq!(bodies(&store, "A", 2), acked);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn recovery_stops_at_corruption_and_truncates_tail() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let mut offsets = Vec::new();
+    for i in 0..10u8 {
+        let r = store.put_message(msg("R", 0, &[i; 200])).await;
+        offsets.push(r.append.expect("append").wrote_offset);
+    }
+    store.flush_all().await.expect("flush");
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(4));
+    drop(store);
+    // Flip a body byte of the 6th message: CRC check fails there.
+    let path = config.commitlog_dir().join("00000000000000000000");
+    disk.corrupt_byte(&path, offsets[5] as u64 + 100)
+        .expect("corrupt");
+    let store = open(&config, &disk).await;
+    let outcome = store.recovery_outcome().clone();
+    assert_eq!(outcome.valid_end, offsets[5] as u64);
+    assert!(outcome.stop_reason.expect("reason").contains("CRC"));
+    assert_eq!(store.max_offset_in_queue("R", 0), 5);
+    assert_eq!(bodies(&store, "R", 0).len(), 5);
+    let tail = disk.read_live(&path).expect("file");
+    assert!(
+        tail[offsets[5] as usize..].iter().all(|b| *b == 0),
+        "dirty tail zeroed"
+    );
+    let r = store.put_message(msg("R", 0, b"new")).await;
+    let a = r.append.expect("append");
+    assert_eq!(a.queue_offset, 5);
+    assert_eq!(a.wrote_offset, offsets[5]);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn fsync_failure_poisons_the_store() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/n/store");
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    let store = open(&config, &disk).await;
+    assert_eq!(
+        store.put_message(msg("P", 0, b"ok")).await.status,
+        PutMessageStatus::PutOk
+    );
+    disk.inject_fault(Fault::once(FaultOp::Sync, config.commitlog_dir()));
+    let r = store.put_message(msg("P", 0, b"lost?")).await;
+    assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
+    assert!(r.remark.expect("remark").contains("flush failed"));
+    let reason = store.is_write_refused().expect("poisoned");
+    assert!(reason.contains("flush failed"), "{reason}");
+    let r = store.put_message(msg("P", 0, b"refused")).await;
+    assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
+    store.shutdown().await;
+    assert!(
+        disk.exists(&config.abort_path()),
+        "poisoned shutdown stays abnormal"
+    );
+}
+
+#[tokio::test]
+async fn enospc_fails_cleanly_and_recovers_when_space_frees() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    assert_eq!(
+        store.put_message(msg("F", 0, b"one")).await.status,
+        PutMessageStatus::PutOk
+    );
+    let used = disk.used_bytes();
+    disk.set_capacity_bytes(Some(used + 1000));
+    // Fill the first file; the roll to a second file needs 64 KiB that are not there.
+    let mut refused_seen = false;
+    let mut acked = 1;
+    for _ in 0..100 {
+        let r = store.put_message(msg("F", 0, &[7; 1000])).await;
+        match r.status {
+            PutMessageStatus::PutOk => acked += 1,
+            PutMessageStatus::ServiceNotAvailable => {
+                assert!(r.remark.expect("remark").contains("disk full"));
+                refused_seen = true;
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused_seen);
+    assert!(store.is_write_refused().is_none(), "ENOSPC is not poison");
+    assert_eq!(store.max_offset_in_queue("F", 0), acked);
+    disk.set_capacity_bytes(None);
+    let r = store.put_message(msg("F", 0, b"after")).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    assert_eq!(r.append.expect("append").queue_offset, acked);
+    store.shutdown().await;
+    let store = open(&config, &disk).await;
+    assert_eq!(bodies(&store, "F", 0).len() as i64, acked + 1);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn disk_full_level_refuses_writes_until_space_frees() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    assert_eq!(
+        store.put_message(msg("D", 0, b"x")).await.status,
+        PutMessageStatus::PutOk
+    );
+    let used = disk.used_bytes();
+    disk.set_capacity_bytes(Some(used + used / 20));
+    let round = store.clean_now(false).await.expect("clean");
+    assert!(round.writes_refused);
+    let r = store.put_message(msg("D", 0, b"y")).await;
+    assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
+    assert!(r.remark.expect("remark").contains("disk full"));
+    disk.set_capacity_bytes(Some(used * 10));
+    let round = store.clean_now(false).await.expect("clean");
+    assert!(!round.writes_refused);
+    assert_eq!(
+        store.put_message(msg("D", 0, b"z")).await.status,
+        PutMessageStatus::PutOk
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_files_and_cq_follows() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/n/store");
+    config.file_reserved_time_hours = 0;
+    let store = open(&config, &disk).await;
+    for i in 0..200u32 {
+        store.put_message(msg("Old", 0, &[i as u8; 1000])).await;
+    }
+    store.flush_all().await.expect("flush");
+    let files_before = disk.list(&config.commitlog_dir()).expect("list").len();
+    let round = store.clean_now(true).await.expect("clean");
+    assert_eq!(
+        round.files_deleted,
+        files_before - 1,
+        "all but the last file"
+    );
+    assert_eq!(disk.list(&config.commitlog_dir()).expect("list").len(), 1);
+    let min = store.min_offset_in_queue("Old", 0);
+    assert!(min > 0);
+    let r = store.get_message("Old", 0, 0, 32, 1 << 20, &MatchAll);
+    assert_eq!(r.status, GetMessageStatus::OffsetTooSmall);
+    assert_eq!(r.next_begin_offset, min);
+    let remaining = bodies(&store, "Old", 0);
+    assert_eq!(remaining.len() as i64, 200 - min);
+    store.shutdown().await;
+    let store = open(&config, &disk).await;
+    assert_eq!(store.min_offset_in_queue("Old", 0), min);
+    assert_eq!(
+        store
+            .put_message(msg("Old", 0, b"n"))
+            .await
+            .append
+            .expect("a")
+            .queue_offset,
+        200
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn lock_and_abort_files() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    assert!(disk.exists(&config.abort_path()));
+    let second = MessageStore::open(config.clone(), Arc::new(disk.clone())).await;
+    assert!(matches!(second.err(), Some(StoreError::Locked { .. })));
+    store.shutdown().await;
+    assert!(!disk.exists(&config.abort_path()));
+    let store = open(&config, &disk).await;
+    assert!(!store.recovery_outcome().abnormal);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreign_file_in_commitlog_dir_is_an_error_naming_it() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    disk.create_dir_all(&config.commitlog_dir()).expect("mkdir");
+    disk.create(&config.commitlog_dir().join("00000000000000000000"), 1000)
+        .expect("create");
+    let err = MessageStore::open(config.clone(), Arc::new(disk.clone()))
+        .await
+        .err()
+        .expect("must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("00000000000000000000") && text.contains("1000"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn lost_consume_queue_is_rebuilt_from_the_log() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    for i in 0..150u32 {
+        store
+            .put_message(msg("Q", (i % 2) as i32, &[i as u8; 700]))
+            .await;
+    }
+    store.shutdown().await;
+    disk.remove_dir_all(&config.consume_queue_dir())
+        .expect("rm cq");
+    let store = open(&config, &disk).await;
+    assert_eq!(store.max_offset_in_queue("Q", 0), 75);
+    assert_eq!(store.max_offset_in_queue("Q", 1), 75);
+    assert_eq!(bodies(&store, "Q", 1).len(), 75);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_by_key_after_recovery() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let mut m = msg("K", 0, b"keyed");
+    m.properties = "KEYS\u{1}order-7 order-8\u{2}UNIQ_KEY\u{1}U1\u{2}".to_string();
+    assert_eq!(store.put_message(m).await.status, PutMessageStatus::PutOk);
+    for key in ["order-7", "order-8", "U1"] {
+        let r = store.query_message("K", key, 10, 0, i64::MAX);
+        assert_eq!(r.messages.len(), 1, "key {key}");
+    }
+    assert!(store
+        .query_message("K", "order-9", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+    assert!(store
+        .query_message("Other", "order-7", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(9));
+    drop(store);
+    let store = open(&config, &disk).await;
+    assert_eq!(
+        store
+            .query_message("K", "order-7", 10, 0, i64::MAX)
+            .messages
+            .len(),
+        1
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn arrival_listener_sees_each_unit() {
+    let disk = SimDisk::new();
+    let config = test_config("/n/store");
+    let store = open(&config, &disk).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    store.set_arrival_listener(Arc::new(move |t: &str, q: i32, max: i64, _tags: i64| {
+        s2.lock().expect("lock").push((t.to_string(), q, max));
+    }));
+    store.put_message(msg("L", 3, b"a")).await;
+    store
+        .put_messages(vec![msg("L", 3, b"b"), msg("L", 3, b"c")])
+        .await;
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![("L".into(), 3, 1), ("L".into(), 3, 2), ("L".into(), 3, 3)]
+    );
+    store.shutdown().await;
+}
