@@ -334,7 +334,7 @@ impl MqClient {
                     response
                         .remark
                         .as_deref()
-                        .map(|r| format!(" ({})", r.trim()))
+                        .map(|r| format!(" ({})", super::error::one_line(r)))
                         .unwrap_or_default()
                 ),
             });
