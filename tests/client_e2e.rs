@@ -372,6 +372,31 @@ async fn mqadmin_binary_verbs_and_errors() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
 
+    // queryMsgById with the offset msgId, and with the UNIQ_KEY plus the topic.
+    let stored = client
+        .query_message_by_key("A", "K1", 4, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let offset_id = stored[0].offset_msg_id();
+    let (code, out, err) = run(vec!["queryMsgById", "-i", &offset_id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Message Body:        hello"), "{out}");
+    assert!(
+        out.contains(&format!("OffsetID:            {offset_id}")),
+        "{out}"
+    );
+    let uniq = stored[0].uniq_key().unwrap().to_string();
+    let (code, out, err) = run(vec!["queryMsgById", "-i", &uniq, "-t", "A"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Keys:                [K1]"), "{out}");
+    let (code, _, err) = run(vec!["queryMsgById", "-i", "not-an-id"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not-an-id") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
     let (code, out, err) = run(vec!["consumeMessage", "-t", "A", "-c", "5"]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -175,11 +175,14 @@ mod cli {
             #[arg(short = 'c', long = "MessageNumber", default_value_t = 128)]
             count: usize,
         },
-        /// Query Message by Id (offset msgId).
+        /// Query Message by Id: an offset msgId, or a UNIQ_KEY when -t is given.
         #[command(name = "queryMsgById")]
         QueryMsgById {
             #[arg(short = 'i', long = "msgId")]
             msg_id: String,
+            /// Topic, to look the id up as a UNIQ_KEY when it is not an offset msgId.
+            #[arg(short = 't', long = "topic")]
+            topic: Option<String>,
         },
         /// Query Message by Key.
         #[command(name = "queryMsgByKey")]
@@ -457,8 +460,10 @@ mod cli {
                 )
                 .await
             }
-            Command::QueryMsgById { msg_id } => {
-                let msg = client.view_message(&msg_id).await?;
+            Command::QueryMsgById { msg_id, topic } => {
+                let msg = client
+                    .view_message_by_any_id(topic.as_deref(), &msg_id)
+                    .await?;
                 print_message(out, &msg);
                 Ok(())
             }
@@ -671,9 +676,9 @@ mod cli {
                     PullStatus::NoNewMsg | PullStatus::OffsetIllegal => {
                         let _ = writeln!(
                             out,
-                            "{} print msg finished. status={:?}, offset={next}",
+                            "{} print msg finished. status={}, offset={next}",
                             mq_string(&mq),
-                            result.status
+                            result.status.as_str()
                         );
                         break;
                     }
