@@ -20,6 +20,8 @@ pub mod response;
 pub mod subscription_group;
 pub mod topic_config;
 
+#[cfg(all(test, not(madsim)))]
+mod loopback_test;
 #[cfg(test)]
 mod tests;
 
@@ -412,8 +414,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the store, loads configs, binds `listenPort` and `listenPort - 2` (both on
-    /// 0.0.0.0; port 0 binds ephemeral ports for tests), and starts the loops: namesrv
+    /// Opens the store, loads configs, binds `listenPort` and `listenPort - 2` (on 0.0.0.0, or
+    /// on brokerIP1 when that is a loopback address; port 0 binds ephemeral ports for tests),
+    /// and starts the loops: namesrv
     /// registration, offset persistence, client housekeeping, long-polling checker.
     pub async fn start(config: BrokerConfig, disk: Arc<dyn Disk>) -> Result<Broker, BrokerError> {
         let controller = BrokerController::open(config, disk).await?;
@@ -421,7 +424,13 @@ impl Broker {
             controller: controller.clone(),
         });
         let port = controller.config.listen_port;
-        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        // A broker advertising a loopback address is only reachable there: bind loopback
+        // (standalone mode, tests). Otherwise listen on every interface, as RocketMQ does.
+        let any = if controller.config.broker_ip1.is_loopback() {
+            controller.config.broker_ip1
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
         let main_addr = SocketAddr::new(any, port);
         let main = match RemotingServer::bind(main_addr, processor.clone()).await {
             Ok(s) => s,
@@ -515,8 +524,12 @@ impl Broker {
             task.abort();
         }
         register_loop::unregister_all(&self.controller, &self.namesrv_client).await;
-        for server in self.servers.drain(..) {
+        for server in &self.servers {
             server.shutdown();
+        }
+        // The ports are free again once shutdown returns (restart in the same process).
+        for server in self.servers.drain(..) {
+            server.wait_stopped().await;
         }
         self.controller.shutdown().await;
         tracing::info!("broker {} shut down", self.controller.config.broker_name);

@@ -301,3 +301,44 @@ mod tests {
         assert!(matches!(lone, ConfigError::Syntax { line: 1, .. }));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text parses or fails with a syntax error on an existing line; never panics.
+        #[test]
+        fn arbitrary_text_never_panics(text in "(?s)[a-z=:# !\\\\\\r\\n\\tu0-9DdEe\u{e9}\u{4e2d}]{0,80}") {
+            let line_count = text.split(['\n', '\r']).count().max(1);
+            match parse_properties(&text, "p") {
+                Ok(props) => {
+                    for p in props {
+                        prop_assert!(p.line >= 1 && p.line <= line_count);
+                        prop_assert!(!p.value.ends_with(' '));
+                    }
+                }
+                Err(ConfigError::Syntax { line, .. }) => {
+                    prop_assert!(line >= 1 && line <= line_count);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+
+        /// `key=value` lines with plain keys read back exactly (values trimmed at the end).
+        #[test]
+        fn plain_entries_round_trip(
+            entries in proptest::collection::vec(("[a-zA-Z][a-zA-Z0-9.]{0,12}", "[a-zA-Z0-9;:/. =-]{0,20}"), 0..8)
+        ) {
+            let text: String = entries.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            let props = parse_properties(&text, "p").unwrap();
+            prop_assert_eq!(props.len(), entries.len());
+            for (i, (p, (k, v))) in props.iter().zip(&entries).enumerate() {
+                prop_assert_eq!(&p.key, k);
+                prop_assert_eq!(p.value.as_str(), v.trim());
+                prop_assert_eq!(p.line, i + 1);
+            }
+        }
+    }
+}
