@@ -1,6 +1,7 @@
 //! End-to-end: an in-process name server and broker (real tokio, loopback ports, MmapDisk in a
 //! tempdir) driven by Apogee's client library and by the built mqadmin binary.
 #![cfg(not(madsim))]
+#![allow(clippy::field_reassign_with_default)]
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -92,12 +93,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = apogee::rt::now() + Duration::from_secs(10);
     while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(apogee::rt::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -166,12 +164,9 @@ async fn produce_consume_and_admin_operations() {
     let consumer = PullConsumer::start(client.clone(), config).await.unwrap();
     assert_eq!(consumer.assigned_queues().len(), 4);
     let mut bodies = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = apogee::rt::now() + Duration::from_secs(10);
     while bodies.len() < 24 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only got {bodies:?}"
-        );
+        assert!(apogee::rt::now() < deadline, "only got {bodies:?}");
         for m in consumer.poll(1_000).await.unwrap() {
             assert!(
                 bodies.insert(String::from_utf8(m.body.to_vec()).unwrap()),
@@ -208,9 +203,9 @@ async fn produce_consume_and_admin_operations() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = apogee::rt::now() + Duration::from_secs(10);
     while got.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline);
+        assert!(apogee::rt::now() < deadline);
         got = consumer.poll(2_000).await.unwrap();
     }
     assert_eq!(got.len(), 1);
@@ -444,4 +439,55 @@ async fn mqadmin_binary_verbs_and_errors() {
         "{err}"
     );
     env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_wakes_on_arrival_and_broker_loss_is_reported() {
+    let env = start_env().await;
+    let client = env.client("lp");
+    create_topic(&client, "L", 2).await;
+    let consumer = PullConsumer::start(client.clone(), ConsumerConfig::new("lp", "L"))
+        .await
+        .unwrap();
+    assert!(consumer.poll(200).await.unwrap().is_empty());
+    let producer = Producer::new(client.clone(), ProducerConfig::new("pg"));
+    let sender = apogee::rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        producer.send(Message::new("L", "wake")).await.unwrap();
+        producer
+    });
+    // The poll parks on the broker (SUSPEND) and must come back when the message arrives,
+    // well before its 10 s budget or the broker's 5 s checker.
+    let started = apogee::rt::now();
+    let got = consumer.poll(10_000).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], b"wake");
+    assert!(waited < Duration::from_secs(3), "long poll took {waited:?}");
+    let producer = sender.await.unwrap();
+    consumer.shutdown().await.unwrap();
+
+    // Broker gone: sends fail with a line naming the broker or the missing route; mqadmin
+    // brokerStatus against it exits 1 with one line naming it.
+    let broker_addr = env.broker_addr();
+    let ns = env.namesrv_addr();
+    let Env {
+        namesrv,
+        broker,
+        _dir,
+    } = env;
+    broker.unwrap().shutdown().await;
+    let err = producer.send(Message::new("L", "lost")).await.unwrap_err();
+    let line = err.to_string();
+    eprintln!("send after broker loss: {line}");
+    assert!(
+        line.contains(&broker_addr) || line.contains("topic L"),
+        "{line}"
+    );
+    let (code, _, err) =
+        tokio::task::block_in_place(|| mqadmin(&["brokerStatus", "-b", &broker_addr, "-n", &ns]));
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&broker_addr), "{err}");
+    drop(namesrv);
 }

@@ -123,8 +123,8 @@ impl MqClient {
         let info = self.cluster_info().await?;
         let mut out = Vec::new();
         for (cluster, names) in &info.cluster_addr_table {
-            for name in names.iter().cloned() {
-                let Some(data) = info.broker_addr_table.get(&name) else {
+            for name in names {
+                let Some(data) = info.broker_addr_table.get(name) else {
                     continue;
                 };
                 for (id, addr) in &data.broker_addrs {
