@@ -320,7 +320,8 @@ impl MessageStore {
         let dispatcher = Dispatcher::new(
             parse_delay_levels(&config.message_delay_level),
             config.message_index_enable,
-        );
+        )
+        .with_conflicts_tolerated(config.debug_bugs.reuse_queue_offset_after_recovery);
         let recovery = log.recover(&RecoveryContext {
             cq: &cq,
             index: &*index,
@@ -955,3 +956,7 @@ impl MessageStore {
 #[cfg(test)]
 #[path = "store_test.rs"]
 mod store_test;
+
+#[cfg(all(test, not(madsim)))]
+#[path = "crash_test.rs"]
+mod crash_test;
