@@ -189,6 +189,11 @@ async fn produce_consume_and_admin_operations() {
     );
     assert_eq!(progress.diff_total(), 0);
 
+    // Without a topic, progress is found through the group's retry topic route.
+    let all_topics = client.consumer_progress("cg", None).await.unwrap();
+    assert!(all_topics.rows.iter().any(|r| r.queue.topic == "T"), "{all_topics:?}");
+    assert_eq!(all_topics.diff_total(), 0);
+
     let status = client.topic_status("T").await.unwrap();
     assert_eq!(status.len(), 4);
     assert_eq!(status.iter().map(|s| s.max_offset).sum::<i64>(), 24);
