@@ -191,7 +191,10 @@ async fn produce_consume_and_admin_operations() {
 
     // Without a topic, progress is found through the group's retry topic route.
     let all_topics = client.consumer_progress("cg", None).await.unwrap();
-    assert!(all_topics.rows.iter().any(|r| r.queue.topic == "T"), "{all_topics:?}");
+    assert!(
+        all_topics.rows.iter().any(|r| r.queue.topic == "T"),
+        "{all_topics:?}"
+    );
     assert_eq!(all_topics.diff_total(), 0);
 
     let status = client.topic_status("T").await.unwrap();
