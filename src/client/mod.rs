@@ -84,3 +84,7 @@ pub fn response_code_name(code: i32) -> &'static str {
 
 #[cfg(all(test, not(madsim)))]
 mod fake_cluster_test;
+#[cfg(test)]
+mod fakes_test;
+#[cfg(all(test, madsim))]
+mod sim_test;
