@@ -19,7 +19,8 @@
 #                                compare digests across processes
 #   SIM_JOBS=$(nproc)            parallel processes
 #   SIM_TIMEOUT_S=300            wall-clock limit per process (a hang is a failure)
-#   SIM_CARGO_FLAGS=""           extra flags for the build, e.g. "--release"
+#   SIM_CARGO_FLAGS="--release"  build flags (release: ~10x faster runs; debug_assert!s are off, so
+#                                replay a failing seed without it to get them back)
 #   SIM_OUT=target/sim-sweep     where logs go
 # Exit status: 0 if every run passed, 1 otherwise (failing seeds are listed with the commit and
 # the exact replay command).
@@ -32,7 +33,7 @@ SIM_ONCE_PATTERN=${SIM_ONCE_PATTERN:-^t9}
 SIM_DETERMINISM_SEEDS=${SIM_DETERMINISM_SEEDS-1 2}
 SIM_JOBS=${SIM_JOBS:-$(nproc)}
 SIM_TIMEOUT_S=${SIM_TIMEOUT_S:-300}
-SIM_CARGO_FLAGS=${SIM_CARGO_FLAGS:-}
+SIM_CARGO_FLAGS=${SIM_CARGO_FLAGS---release}
 if [[ "${CI:-}" == "true" ]]; then
   SIM_CARGO_FLAGS="$SIM_CARGO_FLAGS --locked" # CI builds exactly what Cargo.lock says
 fi

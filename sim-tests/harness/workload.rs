@@ -637,6 +637,7 @@ fn to_consumed(
     queue_offset: i64,
     m: &apogee::message::MessageExt,
     started_at: rt::Instant,
+    finished_at: rt::Instant,
 ) -> Consumed {
     Consumed {
         by,
@@ -652,6 +653,7 @@ fn to_consumed(
         tags: m.tags().map(str::to_string),
         keys: m.properties.get(properties::KEYS).cloned(),
         started_at,
+        finished_at,
     }
 }
 
@@ -760,6 +762,7 @@ pub async fn consumer_main(
             let from = state.next_offset;
             let started_at = rt::now();
             let result = pull(&client, &broker, &cfg.group, &cfg.topic, queue_id, from, 16).await;
+            let finished_at = rt::now();
             let Ok(result) = result else {
                 continue;
             };
@@ -778,6 +781,7 @@ pub async fn consumer_main(
                             from + i as i64,
                             m,
                             started_at,
+                            finished_at,
                         ));
                     }
                     if result.next_begin_offset > state.next_offset {
@@ -851,6 +855,7 @@ pub async fn final_scan(
             while at < max {
                 let started_at = rt::now();
                 let r = pull(&client, &b.addr, SCAN_GROUP, &cfg.topic, queue_id, at, 32).await?;
+                let finished_at = rt::now();
                 if r.code != rs::SUCCESS || r.messages.is_empty() {
                     return Err(format!(
                         "scan {}/{queue_id} at {at} (bounds [{min},{max})): code {} next {}",
@@ -866,6 +871,7 @@ pub async fn final_scan(
                         at + i as i64,
                         m,
                         started_at,
+                        finished_at,
                     ));
                 }
                 at += r.messages.len() as i64;
