@@ -661,7 +661,12 @@ fn to_consumed(
 struct OwnedQueue {
     next_offset: i64,
     committed: i64,
+    committed_at: Option<rt::Instant>,
 }
+
+/// Like Java's persistAll: an owned queue's position is re-committed this often even when it
+/// did not move, so a broker that lost its offset table (crash) learns it again.
+const RECOMMIT_INTERVAL_MS: u64 = 2_000;
 
 /// One consumer incarnation in the group: heartbeat, rebalance, pull, record, commit.
 pub async fn consumer_main(
@@ -695,6 +700,14 @@ pub async fn consumer_main(
                     wanted.extend(owned.keys().filter(|(a, _)| *a == b.addr).cloned());
                     continue;
                 };
+                if std::env::var("SIM_DEBUG_IDS").is_ok() {
+                    oracle.trace().event(format!("{client_id} sees {ids:?}"));
+                }
+                if !ids.contains(&client_id) {
+                    oracle.trace().event(format!(
+                        "{client_id} missing from the group's consumer list {ids:?}"
+                    ));
+                }
                 for q in allocate_averagely(&queues, &ids, &client_id) {
                     wanted.insert((b.addr.clone(), q));
                 }
@@ -743,10 +756,17 @@ pub async fn consumer_main(
                             OwnedQueue {
                                 next_offset: start,
                                 committed: start,
+                                committed_at: None,
                             },
                         );
                     }
-                    Err(_) => continue,
+                    Err(e) => {
+                        oracle.trace().event(format!(
+                            "{client_id} cannot read the committed offset of {}/{}: {e}",
+                            k.0, k.1
+                        ));
+                        continue;
+                    }
                 }
             }
         }
@@ -799,8 +819,13 @@ pub async fn consumer_main(
                 }
                 _ => {}
             }
-            // Commit only forward, like a real consumer's offset store.
-            if state.next_offset > state.committed {
+            // Commit what moved (also backwards after PULL_OFFSET_MOVED), and re-commit the
+            // current position periodically.
+            let stale = state
+                .committed_at
+                .map(|t| rt::now() - t > Duration::from_millis(RECOMMIT_INTERVAL_MS))
+                .unwrap_or(true);
+            if state.next_offset != state.committed || (stale && state.next_offset > 0) {
                 let offset = state.next_offset;
                 let b = cfg.broker_by_addr(&broker).cloned();
                 let incarnation = b.as_ref().map(|b| b.incarnation()).unwrap_or(0);
@@ -821,6 +846,7 @@ pub async fn consumer_main(
                 if acked {
                     if let Some(state) = owned.get_mut(&(broker.clone(), queue_id)) {
                         state.committed = offset;
+                        state.committed_at = Some(rt::now());
                     }
                 }
             }
