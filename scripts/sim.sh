@@ -69,7 +69,7 @@ BINS=$SIM_OUT/binaries.txt
 build_start=$(date +%s)
 test_args=()
 for s in $SCENARIOS; do test_args+=(--test "$s"); done
-echo "== building ${#test_args[@]} simulation binaries (cargo sim --no-run $SIM_CARGO_FLAGS)"
+echo "== building $(( ${#test_args[@]} / 2 )) simulation binaries (cargo sim --no-run $SIM_CARGO_FLAGS)"
 # shellcheck disable=SC2086
 cargo sim --no-run $SIM_CARGO_FLAGS "${test_args[@]}" --message-format=json 2>"$SIM_OUT/build.log" |
   python3 -c '

@@ -668,6 +668,10 @@ struct OwnedQueue {
 /// did not move, so a broker that lost its offset table (crash) learns it again.
 const RECOMMIT_INTERVAL_MS: u64 = 2_000;
 
+/// A commit's landing time is unknown until its response: treat it as "any time in the next
+/// hour" (longer than any simulation).
+const COMMIT_LANDING_UNKNOWN_S: u64 = 3_600;
+
 /// One consumer incarnation in the group: heartbeat, rebalance, pull, record, commit.
 pub async fn consumer_main(
     name: String,
@@ -830,8 +834,8 @@ pub async fn consumer_main(
                 let b = cfg.broker_by_addr(&broker).cloned();
                 let incarnation = b.as_ref().map(|b| b.incarnation()).unwrap_or(0);
                 let started_at = rt::now();
-                let acked =
-                    commit_offset(&client, &broker, &cfg.group, &cfg.topic, queue_id, offset).await;
+                // Recorded before sending: if this node dies mid-request the commit may still
+                // land, at an unknown time (finished_at far in the future).
                 oracle.record_offset_event(OffsetEvent {
                     broker: broker.clone(),
                     broker_incarnation: incarnation,
@@ -840,9 +844,11 @@ pub async fn consumer_main(
                     queue_id,
                     offset,
                     started_at,
-                    finished_at: rt::now(),
-                    kind: OffsetEventKind::Commit { acked },
+                    finished_at: started_at + Duration::from_secs(COMMIT_LANDING_UNKNOWN_S),
+                    kind: OffsetEventKind::Commit { acked: false },
                 });
+                let acked =
+                    commit_offset(&client, &broker, &cfg.group, &cfg.topic, queue_id, offset).await;
                 if acked {
                     if let Some(state) = owned.get_mut(&(broker.clone(), queue_id)) {
                         state.committed = offset;

@@ -148,11 +148,7 @@ struct Unit {
     tags_code: i64,
 }
 
-fn check_unit(
-    commitlog: &Segments,
-    topic: &str,
-    unit: &Unit,
-) -> Option<String> {
+fn check_unit(commitlog: &Segments, topic: &str, unit: &Unit) -> Option<String> {
     let Unit {
         queue_id,
         queue_offset,
