@@ -449,6 +449,7 @@ fn batch_send_then_consume() {
         let producer = start_producer(&env, &cluster, &unique("pg")).await?;
         create_topic_by_sending(&cluster, &producer, &topic).await?;
         let mut n = 0;
+        let mut batch_results = Vec::new();
         for b in 0..10 {
             let batch: Vec<Message> = (0..20)
                 .map(|_| {
@@ -467,6 +468,7 @@ fn batch_send_then_consume() {
                 .context("batch send hung")?
                 .map_err(|e| anyhow!("batch #{b} failed: {e}"))?;
             ensure!(r.send_status == SendStatus::SendOk, "batch #{b}: {r:?}");
+            batch_results.push(r.clone());
             let ids = r.msg_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
             ensure!(
                 ids.split(',').count() == 20,
@@ -506,15 +508,44 @@ fn batch_send_then_consume() {
                 .map(|m| (m.queue_id, m.queue_offset))
                 .collect();
             in_batch.sort_unstable();
-            let q = in_batch[0].0;
-            ensure!(
-                in_batch.iter().all(|(qq, _)| *qq == q),
-                "batch #{b} spread over queues: {in_batch:?}"
-            );
-            ensure!(
-                in_batch.windows(2).all(|w| w[1].1 == w[0].1 + 1),
-                "batch #{b} offsets not consecutive: {in_batch:?}"
-            );
+            let sent = &batch_results[b];
+            let sent_queue = sent
+                .message_queue
+                .as_ref()
+                .map(|q| q.queue_id())
+                .unwrap_or(-1);
+            let expected: Vec<(i32, i64)> = (0..20)
+                .map(|k| (sent_queue, sent.queue_offset as i64 + k))
+                .collect();
+            if in_batch != expected {
+                let detail: Vec<String> = snap
+                    .iter()
+                    .filter(|m| {
+                        m.body.starts_with(b"batch")
+                            && String::from_utf8_lossy(&m.body[6..])
+                                .parse::<usize>()
+                                .map(|i| i / 20 == b)
+                                .unwrap_or(false)
+                    })
+                    .map(|m| {
+                        format!(
+                            "{} q{} qoff{} clog{} id{}",
+                            String::from_utf8_lossy(&m.body),
+                            m.queue_id,
+                            m.queue_offset,
+                            m.commitlog_offset,
+                            m.msg_id
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "batch #{b} was acknowledged as queue {sent_queue} offsets {}..{} (offsetMsgIds {:?}) but consumed \
+                     as (queue, queueOffset) {in_batch:?}; per message: {detail:#?}",
+                    sent.queue_offset,
+                    sent.queue_offset + 20,
+                    sent.offset_msg_id
+                );
+            }
         }
         env.shutdown().await;
         cluster.pass();
@@ -856,9 +887,14 @@ fn query_message_by_key_and_view_by_id() {
                 Ok(q) if !q.message_list().is_empty() => break q,
                 other => {
                     if Instant::now() > deadline {
+                        let raw = raw_query_message(&cluster, &topic, &key, begin, end).await;
                         bail!(
-                            "query by key {key} found nothing within 15 s; last result {:?}",
-                            other.map(|q| q.message_list().len())
+                            "query by key {key} found nothing within 15 s; last client result {}; \
+                             the same QUERY_MESSAGE sent raw gets {raw:?}",
+                            match other {
+                                Ok(q) => format!("{} messages", q.message_list().len()),
+                                Err(e) => common::client::describe(&e),
+                            }
                         );
                     }
                 }
@@ -1026,6 +1062,32 @@ fn broker_kill9_keeps_acknowledged_messages() {
         cluster.pass();
         Ok(())
     });
+}
+
+/// QUERY_MESSAGE (12) sent with the raw client, for diagnostics when the crates.io client fails.
+async fn raw_query_message(
+    cluster: &Cluster,
+    topic: &str,
+    key: &str,
+    begin: u64,
+    end: u64,
+) -> Result<remoting::RawResponse> {
+    let (b, e) = (begin.to_string(), end.to_string());
+    remoting::call(
+        &cluster.broker_addr(),
+        code::QUERY_MESSAGE,
+        &[
+            ("topic", topic),
+            ("key", key),
+            ("maxNum", "32"),
+            ("beginTimestamp", &b),
+            ("endTimestamp", &e),
+            ("indexType", "K"),
+        ],
+        &[],
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 fn now_ms() -> u64 {

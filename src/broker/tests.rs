@@ -404,7 +404,8 @@ async fn pull_statuses() {
         .await;
         assert_eq!(resp.code, rc::SUCCESS);
     }
-    // Offset beyond the end: moved (RocketMQ corrects to minOffset when that is 0).
+    // Offset beyond the end: moved to max (RocketMQ 5.x DefaultMessageStore.getMessage:
+    // nextOffsetCorrection(offset, maxOffset); 4.9 used minOffset when it was 0).
     let resp = call(
         &c,
         &ch,
@@ -412,7 +413,7 @@ async fn pull_statuses() {
     )
     .await;
     assert_eq!(resp.code, rc::PULL_OFFSET_MOVED);
-    assert_eq!(resp.ext("nextBeginOffset"), Some("0"));
+    assert_eq!(resp.ext("nextBeginOffset"), Some("3"));
     assert_eq!(resp.ext("maxOffset"), Some("3"));
     // Exactly at the end without SUSPEND: not found, answered at once.
     let resp = call(

@@ -56,7 +56,10 @@ impl RemotingClient {
         RemotingClient::build(None)
     }
 
-    /// A client whose connections hand server-initiated requests to `handler`.
+    /// A client whose connections hand server-initiated requests to `handler` (its response
+    /// is written back with the request's opaque; nothing for oneway requests). The handler's
+    /// `on_connection_closed` runs when one of this client's connections closes. Without a
+    /// handler such requests are answered REQUEST_CODE_NOT_SUPPORTED.
     pub fn with_handler(handler: Arc<dyn RequestProcessor>) -> Self {
         RemotingClient::build(Some(handler))
     }

@@ -10,7 +10,7 @@ use crate::message::properties::{tags_hash_code, DELAY, TAGS};
 use crate::message::sysflag;
 use crate::store::commitlog::append::takes_queue_offset;
 use crate::store::commitlog::{CommitLog, EntryAt};
-use crate::store::consume_queue::ConsumeQueueStore;
+use crate::store::consume_queue::{ConsumeQueueError, ConsumeQueueStore};
 use crate::store::error::StoreError;
 use crate::store::key_index::KeyIndex;
 use crate::store::ArrivalListener;
@@ -105,6 +105,9 @@ pub struct Dispatcher {
     listener: RwLock<Option<ArrivalListener>>,
     delay_levels_ms: Vec<i64>,
     index_enabled: bool,
+    /// Only with the `reuse_queue_offset_after_recovery` debug bug: let its conflicting units
+    /// through instead of poisoning, so simulation checkers observe the reuse.
+    tolerate_conflicts: bool,
 }
 
 impl Dispatcher {
@@ -114,7 +117,14 @@ impl Dispatcher {
             listener: RwLock::new(None),
             delay_levels_ms,
             index_enabled,
+            tolerate_conflicts: false,
         }
+    }
+
+    /// See the `tolerate_conflicts` field (debug bug only).
+    pub fn with_conflicts_tolerated(mut self, tolerate: bool) -> Dispatcher {
+        self.tolerate_conflicts = tolerate;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DispatchState> {
@@ -199,16 +209,25 @@ impl Dispatcher {
                         cq_max_offset: cq_max,
                     });
                 }
-                let new_max = cq
-                    .put_unit(
-                        &msg.topic,
-                        msg.queue_id,
-                        msg.queue_offset,
-                        offset as i64,
-                        size as i32,
-                        tags_code,
-                    )
-                    .map_err(StoreError::from)?;
+                let put = cq.put_unit(
+                    &msg.topic,
+                    msg.queue_id,
+                    msg.queue_offset,
+                    offset as i64,
+                    size as i32,
+                    tags_code,
+                );
+                let new_max = match put {
+                    Ok(max) => max,
+                    Err(ConsumeQueueError::Conflict { .. }) if self.tolerate_conflicts => {
+                        // Deliberate bug (reuse_queue_offset_after_recovery): the entry's
+                        // queue offset is already taken, so it never becomes readable.
+                        tracing::warn!(topic = %msg.topic, queue_id = msg.queue_id, queue_offset = msg.queue_offset, "debug bug: reused queue offset, unit dropped");
+                        st.reput_offset = offset + size as u64;
+                        continue;
+                    }
+                    Err(e) => return Err(StoreError::from(e).into()),
+                };
                 // Raw (replicated) appends bypass the append path: keep its table in step.
                 {
                     let mut append = log.lock_append();

@@ -426,7 +426,9 @@ async fn foreign_file_in_commitlog_dir_is_an_error_naming_it() {
     let config = test_config("/n/store");
     disk.create_dir_all(&config.commitlog_dir()).expect("mkdir");
     disk.create(&config.commitlog_dir().join("00000000000000000000"), 1000)
-        .expect("create");
+        .expect("create")
+        .write_at(0, b"not a commitlog")
+        .expect("write");
     let err = MessageStore::open(config.clone(), Arc::new(disk.clone()))
         .await
         .err()

@@ -37,14 +37,26 @@ pub struct ClientEnv {
 impl ClientEnv {
     pub fn new(scope: &str) -> Result<ClientEnv> {
         init_process_env();
-        let owner = RuntimeOwner::plan(RuntimeConfig {
+        let mut config = RuntimeConfig {
             thread_name: format!("interop-{scope}"),
             worker_threads: 2,
             ..Default::default()
-        })
-        .map_err(|e| anyhow!("runtime plan: {e:?}"))?
-        .build()
-        .map_err(|e| anyhow!("runtime build: {e:?}"))?;
+        };
+        // The push consumer runs each listener call as blocking-lane work. With the 2-core defaults the lane
+        // queues hold 8-32 entries; a burst of pulled messages overflows them, the client counts the
+        // rejected calls as consume failures and sends the messages back for retry. Deep queues keep the
+        // tests about the broker.
+        for lane in [
+            &mut config.blocking_lane_policies.storage_io,
+            &mut config.blocking_lane_policies.metadata_io,
+            &mut config.blocking_lane_policies.cpu_crypto,
+        ] {
+            lane.max_queue_depth = 100_000;
+        }
+        let owner = RuntimeOwner::plan(config)
+            .map_err(|e| anyhow!("runtime plan: {e:?}"))?
+            .build()
+            .map_err(|e| anyhow!("runtime build: {e:?}"))?;
         // A second install in the same process cannot replace the global tracing subscriber; the client
         // reports that in the guard and carries on, which is all the tests need.
         let telemetry = rocketmq_observability::install_global(
@@ -81,16 +93,16 @@ impl ClientEnv {
     }
 }
 
-/// Client config with short intervals (route refresh 1 s, offset persistence 1 s) and a unique instance name
+/// Client config with short intervals (route refresh and heartbeat 10 s, the client's minimum; offset persistence 1 s) and a unique instance name
 /// so that two clients in one process have distinct client ids (`ip@instance`).
 pub fn client_config(cluster: &Cluster, instance: &str) -> ClientConfig {
     let mut cfg = ClientConfig::default();
     cfg.set_namesrv_addr(cluster.namesrv_addr().into());
     cfg.set_instance_name(instance.into());
     cfg.client_ip = Some("127.0.0.1".into());
-    cfg.poll_name_server_interval = 1000;
+    cfg.poll_name_server_interval = 10_000; // the client rejects less than 10 s
     cfg.persist_consumer_offset_interval = 1000;
-    cfg.heartbeat_broker_interval = 2000;
+    cfg.heartbeat_broker_interval = 10_000; // the client rejects less than 10 s
     cfg.mq_client_api_timeout = 5000;
     cfg
 }
@@ -237,4 +249,15 @@ pub async fn shutdown_producer(producer: &mut DefaultMQProducer) {
     {
         eprintln!("[harness] producer.shutdown() did not finish within 10 s");
     }
+}
+
+/// The client's errors print a generic code and redact their message; the source chain has the detail.
+pub fn describe(e: &rocketmq_client_rust::ClientError) -> String {
+    let mut s = format!("{e} [{e:?}]");
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        s.push_str(&format!(" <- {cause}"));
+        src = cause.source();
+    }
+    s
 }

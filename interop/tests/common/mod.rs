@@ -45,6 +45,20 @@ pub fn binaries() -> &'static Binaries {
 }
 
 fn build_binaries() -> Result<Binaries> {
+    // Cross-checking the tests against another RocketMQ-compatible implementation (same CLI: `-c <file>`).
+    if let (Some(n), Some(b)) = (
+        std::env::var_os("INTEROP_NAMESRV_BIN"),
+        std::env::var_os("INTEROP_BROKER_BIN"),
+    ) {
+        eprintln!(
+            "[harness] using INTEROP_NAMESRV_BIN / INTEROP_BROKER_BIN instead of apogee's binaries"
+        );
+        return Ok(Binaries {
+            mqnamesrv: n.into(),
+            mqbroker: b.into(),
+            mqadmin: PathBuf::new(),
+        });
+    }
     let exe_suffix = std::env::consts::EXE_SUFFIX;
     let bin_dir = if let Some(dir) = std::env::var_os("APOGEE_BIN_DIR") {
         PathBuf::from(dir)

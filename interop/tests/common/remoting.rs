@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 pub mod code {
     pub const SEND_MESSAGE: i32 = 10;
+    pub const QUERY_MESSAGE: i32 = 12;
     pub const QUERY_CONSUMER_OFFSET: i32 = 14;
     pub const GET_MAX_OFFSET: i32 = 30;
     pub const GET_CONSUMER_LIST_BY_GROUP: i32 = 38;

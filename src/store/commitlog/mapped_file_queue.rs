@@ -91,6 +91,28 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
     }
 }
 
+/// True for a file shorter than the fixed size that holds only zeros (an interrupted
+/// creation), which is safe to delete; anything else of the wrong size is corruption.
+fn is_abandoned_creation(file: &dyn SegmentFile, file_size: u64) -> Result<bool, StoreError> {
+    let len = file.len();
+    if len >= file_size {
+        return Ok(false);
+    }
+    let mut pos = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    while pos < len {
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        if file.read_at(pos, &mut buf[..n]).is_err() {
+            return Ok(false);
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
 impl MappedFileQueue {
     /// Loads every file under `dir`. Each must be named by its start offset, be exactly
     /// `file_size` bytes, and continue where the previous one ends; anything else is a
@@ -133,6 +155,27 @@ impl MappedFileQueue {
                 }
             }
             let file = disk.open(&path).map_err(io_err("open", &path))?;
+            if file.len() != file_size && is_abandoned_creation(&*file, file_size)? {
+                // A file system may persist the name of a file whose creation never
+                // completed (length and data not synced). It holds nothing: drop it.
+                tracing::warn!(
+                    path = %path.display(),
+                    len = file.len(),
+                    "removing an incompletely created, empty CommitLog file"
+                );
+                if let Some(prev) = files.last() {
+                    if prev.end_offset() != start_offset {
+                        return Err(StoreError::Corrupt {
+                            path,
+                            offset: 0,
+                            reason: "incomplete file after a gap".into(),
+                        });
+                    }
+                }
+                disk.remove_file(&path).map_err(io_err("remove", &path))?;
+                disk.sync_dir(dir).map_err(io_err("sync dir", dir))?;
+                continue;
+            }
             if file.len() != file_size {
                 return Err(StoreError::Corrupt {
                     path,
@@ -218,6 +261,12 @@ impl MappedFileQueue {
             .disk
             .create(&path, self.file_size)
             .map_err(io_err("create", &path))?;
+        // Length first, then the directory entry: a power loss must never leave a named
+        // CommitLog file shorter than its fixed size.
+        if let Err(e) = file.sync_all() {
+            let _ = self.disk.remove_file(&path);
+            return Err(io_err("fsync", &path)(e));
+        }
         if let Err(e) = self.disk.sync_dir(&self.dir) {
             let _ = self.disk.remove_file(&path);
             return Err(io_err("sync dir", &self.dir)(e));
@@ -310,7 +359,9 @@ mod tests {
         disk.create(&dir.join("00000000000000000000"), 1024)
             .expect("create");
         disk.create(&dir.join("00000000000000001024"), 1000)
-            .expect("create");
+            .expect("create")
+            .write_at(10, b"data")
+            .expect("write");
         let err = MappedFileQueue::load(Arc::new(disk.clone()), dir, 1024)
             .err()
             .expect("wrong size must fail");
@@ -333,6 +384,20 @@ mod tests {
             .err()
             .expect("gap must fail");
         assert!(err.to_string().contains("gap"));
+    }
+
+    #[test]
+    fn empty_short_file_from_an_interrupted_creation_is_dropped() {
+        let disk = SimDisk::new();
+        let dir = Path::new("/s/commitlog");
+        disk.create_dir_all(dir).expect("mkdir");
+        disk.create(&dir.join("00000000000000000000"), 1024)
+            .expect("create");
+        disk.create(&dir.join("00000000000000001024"), 0)
+            .expect("create");
+        let q = MappedFileQueue::load(Arc::new(disk.clone()), dir, 1024).expect("load");
+        assert_eq!(q.count(), 1);
+        assert!(!disk.exists(&dir.join("00000000000000001024")));
     }
 
     #[test]
