@@ -292,15 +292,29 @@ fn debug_bug_ack_before_fsync_loses_acked_message() {
         let store = MessageStore::open(config.clone(), Arc::new(disk.clone()))
             .await
             .expect("open");
+        // Creates (and fsyncs) the first CommitLog file while fsync still works.
+        let first = store.put_message(put("B", 0, body_for(0, 10), false)).await;
+        assert_eq!(first.status, PutMessageStatus::PutOk);
+        store.flush_all().await.expect("flush");
+        // Every CommitLog fsync fails from now on, so whenever the flush loop runs, nothing
+        // becomes durable: the ack below can only be premature.
+        disk.inject_fault(super::disk::sim::Fault::sticky(
+            super::disk::sim::FaultOp::Sync,
+            config.commitlog_dir(),
+        ));
         let r = store.put_message(put("B", 0, body_for(1, 10), true)).await;
-        assert_eq!(r.status, PutMessageStatus::PutOk);
-        // No await between the ack and the power loss: the flush loop never ran.
+        assert_eq!(r.status, PutMessageStatus::PutOk, "acked before the fsync");
+        disk.clear_faults();
         disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(1));
         drop(store);
         let store = MessageStore::open(config, Arc::new(disk.clone()))
             .await
             .expect("reopen");
-        assert_eq!(store.max_offset_in_queue("B", 0), 0, "acked message lost");
+        assert_eq!(
+            store.max_offset_in_queue("B", 0),
+            1,
+            "the acked second message is lost"
+        );
     });
 }
 

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error;
 pub mod index_file;
 pub mod key_index;
+pub mod replication;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -268,6 +269,8 @@ impl StoreInner {
 pub struct MessageStore {
     inner: Arc<StoreInner>,
     tasks: Mutex<Vec<crate::rt::JoinHandle<()>>>,
+    /// SYNC_MASTER waiter and transfer wake-up (see `replication.rs`, owned by the ha helper).
+    replication: replication::ReplicationHook,
 }
 
 fn refused(remark: String) -> PutMessageResult {
@@ -287,10 +290,8 @@ fn failed(status: PutMessageStatus, remark: String) -> PutMessageResult {
 }
 
 impl MessageStore {
-    /// Opens (creating if needed) the store under `config`'s paths on `disk`: takes the lock
-    /// file, runs normal or abnormal recovery (abort file), creates the abort file, and starts
-    /// the flush and clean loops. A corrupt or foreign file is an error naming path and offset.
-    pub async fn open(config: StoreConfig, disk: Arc<dyn Disk>) -> Result<Arc<Self>, StoreError> {
+    /// The synchronous part of `open`: lock, load, recover, abort file, first checkpoint.
+    fn open_blocking(config: StoreConfig, disk: Arc<dyn Disk>) -> Result<StoreInner, StoreError> {
         let root = config.store_path_root_dir.clone();
         let io = |op: &'static str, path: &std::path::Path| {
             let path = path.to_path_buf();
@@ -342,7 +343,7 @@ impl MessageStore {
             .map_err(io("sync dir", &abort_dir))?;
 
         let (shutdown, _) = watch::channel(false);
-        let inner = Arc::new(StoreInner {
+        Ok(StoreInner {
             group_commit: GroupCommit::new(log.flushed_offset()),
             config: Arc::new(config),
             disk,
@@ -356,7 +357,15 @@ impl MessageStore {
             shutdown,
             lock: Mutex::new(Some(lock)),
             recovery,
-        });
+        })
+    }
+
+    /// Opens (creating if needed) the store under `config`'s paths on `disk`: takes the lock
+    /// file, runs normal or abnormal recovery (abort file), creates the abort file, and starts
+    /// the flush and clean loops. A corrupt or foreign file is an error naming path and offset.
+    pub async fn open(config: StoreConfig, disk: Arc<dyn Disk>) -> Result<Arc<Self>, StoreError> {
+        // Loading and recovery read and fsync files: keep them off the async workers.
+        let inner = Arc::new(crate::rt::blocking(move || Self::open_blocking(config, disk)).await?);
         inner.flush_derived(0)?;
         let tasks = vec![
             crate::rt::spawn(CommitLogFlushLoop::new(inner.clone()).run()),
@@ -366,6 +375,7 @@ impl MessageStore {
         Ok(Arc::new(MessageStore {
             inner,
             tasks: Mutex::new(tasks),
+            replication: replication::ReplicationHook::default(),
         }))
     }
 
@@ -405,40 +415,53 @@ impl MessageStore {
                 Err(other) => return failed(PutMessageStatus::UnknownError, format!("{other:?}")),
             }
         }
-        let appended = match inner.log.append(&mut encoded, crate::rt::now_ms()) {
-            Ok(a) => a,
-            Err(AppendError::MessageIllegal(r)) => {
-                return failed(PutMessageStatus::MessageIllegal, r)
-            }
-            Err(AppendError::PropertiesSizeExceeded(r)) => {
-                return failed(PutMessageStatus::PropertiesSizeExceeded, r)
-            }
-            Err(AppendError::DiskFull(r)) => {
-                tracing::warn!(reason = %r, "append refused: disk full");
-                return refused(format!("disk full, message not stored: {r}"));
-            }
-            Err(AppendError::Io(e)) => {
-                let reason = format!("CommitLog write failed: {e}");
+        // Append and dispatch touch files (and fsync when a new file is created): run them
+        // off the async workers. Order between puts is decided by the append lock inside.
+        let worker = inner.clone();
+        let msg_count = batch.len() as u64;
+        let appended = crate::rt::blocking(move || -> Result<_, PutMessageResult> {
+            let appended = match worker.log.append(&mut encoded, &crate::rt::now_ms) {
+                Ok(a) => a,
+                Err(AppendError::MessageIllegal(r)) => {
+                    return Err(failed(PutMessageStatus::MessageIllegal, r))
+                }
+                Err(AppendError::PropertiesSizeExceeded(r)) => {
+                    return Err(failed(PutMessageStatus::PropertiesSizeExceeded, r))
+                }
+                Err(AppendError::DiskFull(r)) => {
+                    tracing::warn!(reason = %r, "append refused: disk full");
+                    return Err(refused(format!("disk full, message not stored: {r}")));
+                }
+                Err(AppendError::Io(e)) => {
+                    let reason = format!("CommitLog write failed: {e}");
+                    tracing::error!(%reason, "store poisoned");
+                    worker.poison(reason.clone());
+                    return Err(refused(reason));
+                }
+            };
+            worker
+                .stats
+                .put_message_times_total
+                .fetch_add(msg_count, Ordering::Relaxed);
+            worker
+                .stats
+                .put_message_size_total
+                .fetch_add(appended.wrote_bytes, Ordering::Relaxed);
+            if let Err(e) = worker.dispatch_written() {
+                let reason = format!("dispatch to ConsumeQueue/index failed: {e}");
                 tracing::error!(%reason, "store poisoned");
-                inner.poison(reason.clone());
-                return refused(reason);
+                worker.poison(reason.clone());
+                return Err(refused(reason));
             }
+            Ok(appended)
+        })
+        .await;
+        let appended = match appended {
+            Ok(a) => a,
+            Err(result) => return result,
         };
-        inner
-            .stats
-            .put_message_times_total
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        inner
-            .stats
-            .put_message_size_total
-            .fetch_add(appended.wrote_bytes, Ordering::Relaxed);
-        if let Err(e) = inner.dispatch_written() {
-            let reason = format!("dispatch to ConsumeQueue/index failed: {e}");
-            tracing::error!(%reason, "store poisoned");
-            inner.poison(reason.clone());
-            return refused(reason);
-        }
         let end_offset = appended.wrote_offset + appended.wrote_bytes;
+        self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
         let msg_id = appended
             .commitlog_offsets
@@ -482,6 +505,17 @@ impl MessageStore {
                 inner.group_commit.wake();
             }
         }
+        // HA hook (replication.rs): SYNC_MASTER waits for a slave; the results combine.
+        let (status, remark) = self
+            .replication
+            .combine(
+                inner.config.broker_role,
+                wait,
+                end_offset as i64,
+                status,
+                remark,
+            )
+            .await;
         PutMessageResult {
             status,
             append: Some(append),

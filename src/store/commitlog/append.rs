@@ -135,11 +135,11 @@ fn classify(e: StoreError) -> AppendError {
 
 impl CommitLog {
     /// Appends `batch` (all entries of one topic-queue when more than one) contiguously in one
-    /// file with consecutive queue offsets. `store_timestamp` comes from `rt::now_ms()`.
+    /// file with consecutive queue offsets. `clock_ms` (`rt::now_ms`) is read under the lock.
     pub fn append(
         &self,
         batch: &mut [EncodedEntry],
-        store_timestamp: i64,
+        clock_ms: &dyn Fn() -> i64,
     ) -> Result<Appended, AppendError> {
         assert!(!batch.is_empty(), "empty append batch");
         if batch.len() > 1 {
@@ -191,6 +191,9 @@ impl CommitLog {
                 .map_err(classify)?;
         }
 
+        // Read under the lock so store timestamps follow CommitLog order (as far as the
+        // clock allows).
+        let store_timestamp = clock_ms();
         let wrote_offset = file.start_offset + file.wrote_pos();
         let key = (batch[0].topic.clone(), batch[0].queue_id);
         let first_queue_offset = st.queue_offsets.get(&key).copied().unwrap_or(0);
