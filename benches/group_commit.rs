@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,26 +19,28 @@ fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs:
         let store = open_store(&root, flush).await;
         let payload = body(1024);
         let done = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let start = Instant::now();
+        // Writers stop at a wall-clock deadline they check themselves, independent of timers.
+        let deadline = start + Duration::from_secs(secs);
         let mut tasks = Vec::new();
         for w in 0..writers {
-            let (store, payload, done, stop) =
-                (store.clone(), payload.clone(), done.clone(), stop.clone());
+            let (store, payload, done) = (store.clone(), payload.clone(), done.clone());
             tasks.push(tokio::spawn(async move {
                 let mut seq = (w as u64) << 40;
-                while !stop.load(Ordering::Relaxed) {
+                while Instant::now() < deadline {
                     let r = store
                         .put_message(message("BenchTopic", (w % 8) as i32, &payload, seq))
                         .await;
                     assert_eq!(r.status, PutMessageStatus::PutOk, "{:?}", r.remark);
                     seq += 1;
                     done.fetch_add(1, Ordering::Relaxed);
+                    // Like a connection task between requests. Without it, ASYNC_FLUSH writers
+                    // never yield (put_message completes without a Pending), starving the
+                    // flush and dispatch loops and timers on the 2 workers.
+                    tokio::task::yield_now().await;
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        stop.store(true, Ordering::Relaxed);
         for t in tasks {
             t.await.expect("writer");
         }

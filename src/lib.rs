@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod ha;
 pub mod message;
 pub mod namesrv;
 pub mod protocol;

@@ -27,11 +27,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Store config rooted at `root` with RocketMQ defaults (1 GiB CommitLog files).
+/// Store config rooted at `root` with RocketMQ defaults (1 GiB CommitLog files), except the
+/// disk-usage guards: bench machines share a nearly full volume, and the benches measure
+/// throughput, not retention, so writes must not be refused or files cleaned forcibly.
 pub fn config(root: &Path, flush: FlushDiskType) -> StoreConfig {
     StoreConfig {
         store_path_root_dir: root.to_path_buf(),
         flush_disk_type: flush,
+        disk_max_used_space_ratio: 99,
+        disk_space_clean_forcibly_ratio: 0.99,
+        disk_space_warning_level_ratio: 0.995,
+        clean_file_forcibly_enable: false,
         ..StoreConfig::default()
     }
 }

@@ -6,6 +6,14 @@
 //! (opens the store, binds listenPort and listenPort-2, starts registration), `shutdown()`.
 //! For socket-free tests, [`BrokerController::open`] builds everything but the listeners and
 //! loops, and [`BrokerController::process`] runs one request through the processors.
+//!
+//! Simplifications relative to RocketMQ (each answered clearly, none silently wrong):
+//! * no schedule service: CONSUMER_SEND_MSG_BACK and DELAY-level sends are delivered at once;
+//! * transactional (TRAN_MSG) sends are refused with NO_PERMISSION, as with
+//!   `rejectTransactionMessage=true`; END_TRANSACTION is REQUEST_CODE_NOT_SUPPORTED;
+//! * SQL92 filters are refused (SUBSCRIPTION_PARSE_FAILED / SYSTEM_ERROR), TAG filters only;
+//! * no POP, static topics, ACL, broker-config admin (UPDATE/GET_BROKER_CONFIG) or offset reset;
+//! * a slave refuses sends (SERVICE_NOT_AVAILABLE); replication itself lives elsewhere.
 
 pub mod channel;
 mod config_file;
@@ -112,6 +120,8 @@ pub struct BrokerController {
     register_trigger: Arc<Notify>,
     boot_timestamp_ms: i64,
     shutting_down: AtomicBool,
+    /// Replication side by role (crate::ha), set by `Broker::start`.
+    pub ha: std::sync::OnceLock<crate::ha::BrokerHa>,
 }
 
 impl BrokerController {
@@ -149,6 +159,7 @@ impl BrokerController {
             register_trigger,
             boot_timestamp_ms: rt::now_ms(),
             shutting_down: AtomicBool::new(false),
+            ha: std::sync::OnceLock::new(),
             config,
         });
         let weak: Weak<BrokerController> = Arc::downgrade(&controller);
@@ -376,6 +387,9 @@ impl BrokerController {
         if self.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
+        if let Some(ha) = self.ha.get() {
+            ha.shutdown().await;
+        }
         if let Err(e) = self.persist_all().await {
             tracing::error!("persisting broker configs at shutdown failed: {e}");
         }
@@ -431,6 +445,16 @@ impl Broker {
         } else {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         };
+        // HA (crate::ha): masters listen on haListenPort, slaves replicate from the master.
+        match crate::ha::BrokerHa::start(&controller.config, controller.store.clone(), any).await {
+            Ok(ha) => {
+                let _ = controller.ha.set(ha);
+            }
+            Err(e) => {
+                controller.shutdown().await;
+                return Err(BrokerError::InvalidConfig(format!("HA: {e}")));
+            }
+        }
         let main_addr = SocketAddr::new(any, port);
         let main = match RemotingServer::bind(main_addr, processor.clone()).await {
             Ok(s) => s,
@@ -444,7 +468,7 @@ impl Broker {
         };
         let bound_port = main.local_addr().port();
         controller.set_broker_addr(SocketAddr::new(controller.config.broker_ip1, bound_port));
-        let vip_port = if port >= 2 { port - 2 } else { 0 };
+        let vip_port = port.saturating_sub(2);
         let vip_addr = SocketAddr::new(any, vip_port);
         let vip = match RemotingServer::bind(vip_addr, processor).await {
             Ok(s) => s,

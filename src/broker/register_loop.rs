@@ -41,11 +41,17 @@ pub fn register_request(controller: &BrokerController) -> RemotingCommand {
     let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
     let broker_addr = controller.broker_addr();
     let ha_ip = config.broker_ip2.unwrap_or(config.broker_ip1);
+    // The bound HA port (ephemeral in tests), else the configured one.
+    let ha_port = controller
+        .ha
+        .get()
+        .and_then(|ha| ha.listen_addr())
+        .map_or(config.ha_listen_port, |a| a.port());
     RemotingCommand::request(request_code::REGISTER_BROKER)
         .with_ext("brokerName", &config.broker_name)
         .with_ext("brokerAddr", broker_addr)
         .with_ext("clusterName", &config.broker_cluster_name)
-        .with_ext("haServerAddr", format!("{ha_ip}:{}", config.ha_listen_port))
+        .with_ext("haServerAddr", format!("{ha_ip}:{ha_port}"))
         .with_ext("brokerId", config.broker_id)
         .with_ext("compressed", false)
         .with_ext("bodyCrc32", crc)
@@ -63,6 +69,12 @@ pub async fn register_all(controller: &BrokerController, client: &RemotingClient
             {
                 Ok(resp) if resp.code == response_code::SUCCESS => {
                     tracing::debug!("registered to namesrv {addr}");
+                    // A slave learns its master's HA address here (crate::ha).
+                    if let Some(ha) = controller.ha.get() {
+                        ha.on_registered(
+                            &crate::protocol::register::RegisterBrokerResult::from_response(&resp),
+                        );
+                    }
                 }
                 Ok(resp) => tracing::warn!(
                     "namesrv {addr} refused registration: code {} {}",

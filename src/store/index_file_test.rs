@@ -337,3 +337,76 @@ fn crashes_keep_flushed_entries_and_consistent_chains() {
         }
     }
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Build { keys: Vec<usize>, gap: u8 },
+        Truncate { back: u16 },
+        Reopen,
+        Query { key: usize },
+    }
+
+    const KEYS: [&str; 6] = ["Aa", "BB", "k", "m", "polygenelubricants", "z"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            5 => (proptest::collection::vec(0..KEYS.len(), 0..3), 1..50u8)
+                .prop_map(|(keys, gap)| Op::Build { keys, gap }),
+            1 => (0..400u16).prop_map(|back| Op::Truncate { back }),
+            1 => Just(Op::Reopen),
+            3 => (0..KEYS.len()).prop_map(|key| Op::Query { key }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// build/truncate/reopen/query against a list of (key, offset) in CommitLog order.
+        #[test]
+        fn index_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let d = disk();
+            let mut svc = open(&d, 3, 5);
+            let mut model: Vec<(usize, i64)> = Vec::new();
+            let mut next_offset = 0i64;
+            for op in ops {
+                match op {
+                    Op::Build { keys, gap } => {
+                        let names: Vec<&str> = keys.iter().map(|k| KEYS[*k]).collect();
+                        svc.build_index("T", &names, next_offset, 1_000 + next_offset).expect("build");
+                        for k in keys {
+                            model.push((k, next_offset));
+                        }
+                        next_offset += gap as i64;
+                    }
+                    Op::Truncate { back } => {
+                        next_offset = (next_offset - back as i64).max(0);
+                        svc.truncate_after(next_offset).expect("truncate");
+                        model.retain(|(_, o)| *o < next_offset);
+                    }
+                    Op::Reopen => {
+                        svc.flush().expect("flush");
+                        drop(svc);
+                        svc = open(&d, 3, 5);
+                    }
+                    Op::Query { key } => {
+                        let hash = index_key_hash(&build_key("T", KEYS[key]));
+                        let mut want: Vec<i64> = model
+                            .iter()
+                            .filter(|(k, _)| index_key_hash(&build_key("T", KEYS[*k])) == hash)
+                            .map(|(_, o)| *o)
+                            .collect();
+                        want.reverse();
+                        prop_assert_eq!(all(&svc, "T", KEYS[key]), want);
+                    }
+                }
+                prop_assert_eq!(
+                    svc.last_indexed_commitlog_offset(),
+                    model.last().map(|(_, o)| *o)
+                );
+            }
+        }
+    }
+}

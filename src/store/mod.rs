@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error;
 pub mod index_file;
 pub mod key_index;
+pub mod replication;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -268,6 +269,8 @@ impl StoreInner {
 pub struct MessageStore {
     inner: Arc<StoreInner>,
     tasks: Mutex<Vec<crate::rt::JoinHandle<()>>>,
+    /// SYNC_MASTER waiter and transfer wake-up (see `replication.rs`, owned by the ha helper).
+    replication: replication::ReplicationHook,
 }
 
 fn refused(remark: String) -> PutMessageResult {
@@ -372,6 +375,7 @@ impl MessageStore {
         Ok(Arc::new(MessageStore {
             inner,
             tasks: Mutex::new(tasks),
+            replication: replication::ReplicationHook::default(),
         }))
     }
 
@@ -457,6 +461,7 @@ impl MessageStore {
             Err(result) => return result,
         };
         let end_offset = appended.wrote_offset + appended.wrote_bytes;
+        self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
         let msg_id = appended
             .commitlog_offsets
@@ -500,6 +505,17 @@ impl MessageStore {
                 inner.group_commit.wake();
             }
         }
+        // HA hook (replication.rs): SYNC_MASTER waits for a slave; the results combine.
+        let (status, remark) = self
+            .replication
+            .combine(
+                inner.config.broker_role,
+                wait,
+                end_offset as i64,
+                status,
+                remark,
+            )
+            .await;
         PutMessageResult {
             status,
             append: Some(append),

@@ -342,6 +342,11 @@ pub fn get_broker_runtime_info(
     put("pullThreadPoolQueueSize", "0".to_string());
     put("pullThreadPoolQueueCapacity", "100000".to_string());
     put("pullHeldRequests", controller.held_pull_count().to_string());
+    if let Some(ha) = controller.ha.get() {
+        for (k, v) in ha.runtime_info(controller.store.commitlog_max_offset()) {
+            put(&k, v);
+        }
+    }
     put(
         "commitLogMinOffset",
         controller.store.commitlog_min_offset().to_string(),
