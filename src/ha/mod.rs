@@ -17,6 +17,8 @@ pub mod wire;
 mod broker_test;
 #[cfg(all(test, not(madsim)))]
 mod loopback_test;
+#[cfg(all(test, madsim))]
+mod sim_test;
 
 use thiserror::Error;
 
