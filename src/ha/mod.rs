@@ -93,7 +93,7 @@ impl BrokerHa {
         store: std::sync::Arc<crate::store::MessageStore>,
         bind_ip: std::net::IpAddr,
     ) -> Result<BrokerHa, HaError> {
-        let ha_config = HaConfig::default();
+        let ha_config = config.ha.clone();
         if config.store.broker_role == crate::store::BrokerRole::Slave {
             return Ok(BrokerHa::Slave(HaClient::start(
                 store,
