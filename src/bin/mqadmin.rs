@@ -43,7 +43,7 @@ mod cli {
 
     use anyhow::{anyhow, bail, Context};
     use apogee::client::admin::{format_timestamp_ms, now_ms};
-    use apogee::client::body::{mq, mq_string, readable_queues};
+    use apogee::client::body::{mq, mq_string, readable_queues, RouteExt};
     use apogee::client::broker_ops::{PullRequest, PullStatus};
     use apogee::client::{
         ClientConfig, Message, MessageQueue, MqClient, Producer, ProducerConfig,
@@ -175,11 +175,14 @@ mod cli {
             #[arg(short = 'c', long = "MessageNumber", default_value_t = 128)]
             count: usize,
         },
-        /// Query Message by Id (offset msgId).
+        /// Query Message by Id: an offset msgId, or a UNIQ_KEY when -t is given.
         #[command(name = "queryMsgById")]
         QueryMsgById {
             #[arg(short = 'i', long = "msgId")]
             msg_id: String,
+            /// Topic, to look the id up as a UNIQ_KEY when it is not an offset msgId.
+            #[arg(short = 't', long = "topic")]
+            topic: Option<String>,
         },
         /// Query Message by Key.
         #[command(name = "queryMsgByKey")]
@@ -338,8 +341,8 @@ mod cli {
                 let rows = client.topic_status(&topic).await?;
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<4}  {:<20}  {:<20}    {}",
-                    "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"
+                    "{:<32}  {:<4}  {:<20}  {:<20}    #Last Updated",
+                    "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
                 );
                 for r in rows {
                     let updated = if r.last_update_timestamp > 0 {
@@ -363,14 +366,8 @@ mod cli {
                 let progress = client.consumer_progress(&group, topic.as_deref()).await?;
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {}",
-                    "#Topic",
-                    "#Broker Name",
-                    "#QID",
-                    "#Broker Offset",
-                    "#Consumer Offset",
-                    "#Diff",
-                    "#LastTime"
+                    "{:<32}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} #LastTime",
+                    "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff"
                 );
                 for r in &progress.rows {
                     let last = if r.last_timestamp == 0 {
@@ -437,8 +434,8 @@ mod cli {
                 };
                 let _ = writeln!(
                     out,
-                    "{:<32}  {:<4}  {:<20}    {}",
-                    "#Broker Name", "#QID", "#Send Result", "#MsgId"
+                    "{:<32}  {:<4}  {:<20}    #MsgId",
+                    "#Broker Name", "#QID", "#Send Result"
                 );
                 let _ = writeln!(
                     out,
@@ -463,8 +460,10 @@ mod cli {
                 )
                 .await
             }
-            Command::QueryMsgById { msg_id } => {
-                let msg = client.view_message(&msg_id).await?;
+            Command::QueryMsgById { msg_id, topic } => {
+                let msg = client
+                    .view_message_by_any_id(topic.as_deref(), &msg_id)
+                    .await?;
                 print_message(out, &msg);
                 Ok(())
             }
@@ -677,9 +676,9 @@ mod cli {
                     PullStatus::NoNewMsg | PullStatus::OffsetIllegal => {
                         let _ = writeln!(
                             out,
-                            "{} print msg finished. status={:?}, offset={next}",
+                            "{} print msg finished. status={}, offset={next}",
                             mq_string(&mq),
-                            result.status
+                            result.status.as_str()
                         );
                         break;
                     }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::body::{
-    readable_queues, ClusterInfo, ConsumeStats, KvTable, MessageQueue, TopicList, TopicRouteData,
-    TopicStatsTable,
+    readable_queues, ClusterInfo, ClusterInfoExt, ConsumeStats, KVTable, MessageQueue, TopicList,
+    TopicRouteData, TopicStatsTable,
 };
 use super::mq_client::{check_success, header_i64, parse_body, MqClient};
 use super::ClientError;
@@ -114,7 +114,7 @@ impl MqClient {
                 RemotingCommand::request(request_code::GET_BROKER_RUNTIME_INFO),
             )
             .await?;
-        let table: KvTable = parse_body("broker", addr, op, &response.body)?;
+        let table: KVTable = parse_body("broker", addr, op, &response.body)?;
         Ok(table.table)
     }
 
@@ -123,10 +123,8 @@ impl MqClient {
         let info = self.cluster_info().await?;
         let mut out = Vec::new();
         for (cluster, names) in &info.cluster_addr_table {
-            let mut names = names.clone();
-            names.sort();
             for name in names {
-                let Some(data) = info.broker_addr_table.get(&name) else {
+                let Some(data) = info.broker_addr_table.get(name) else {
                     continue;
                 };
                 for (id, addr) in &data.broker_addrs {
@@ -157,9 +155,8 @@ impl MqClient {
             )
             .await?;
         let list: TopicList = parse_body("namesrv", &addr, op, &response.body)?;
-        let mut topics = list.topic_list;
-        topics.sort();
-        Ok(topics)
+        // A BTreeSet: already sorted and unique.
+        Ok(list.topic_list.into_iter().collect())
     }
 
     /// UPDATE_AND_CREATE_TOPIC on one broker.
@@ -464,6 +461,48 @@ impl MqClient {
         Ok(msg)
     }
 
+    /// Java `viewMessage(topic, msgId)`: the id as an offset msgId first, then (with a topic)
+    /// as a UNIQ_KEY.
+    pub async fn view_message_by_any_id(
+        &self,
+        topic: Option<&str>,
+        msg_id: &str,
+    ) -> Result<MessageExt, ClientError> {
+        let by_offset = self.view_message(msg_id).await;
+        let Some(topic) = topic else {
+            return by_offset;
+        };
+        match by_offset {
+            Ok(m) if m.topic == topic => Ok(m),
+            other => {
+                let mut found = self.query_message_by_uniq_key(topic, msg_id).await?;
+                match found.pop() {
+                    Some(m) => Ok(m),
+                    None => match other {
+                        Err(e) => Err(e),
+                        Ok(_) => Err(ClientError::MessageNotFound(format!(
+                            "{msg_id} in topic {topic}"
+                        ))),
+                    },
+                }
+            }
+        }
+    }
+
+    /// QUERY_MESSAGE with `_UNIQUE_KEY_QUERY=true` on every master of the topic, keeping
+    /// messages whose UNIQ_KEY is `uniq_key` (several if a retried send stored it twice).
+    pub async fn query_message_by_uniq_key(
+        &self,
+        topic: &str,
+        uniq_key: &str,
+    ) -> Result<Vec<MessageExt>, ClientError> {
+        let mut out = self
+            .query_index(topic, uniq_key, 32, 0, i64::MAX, true)
+            .await?;
+        out.retain(|m| m.uniq_key() == Some(uniq_key));
+        Ok(out)
+    }
+
     /// QUERY_MESSAGE on every master of the topic; keeps only messages whose KEYS really
     /// contain `key` (the index stores hashes).
     pub async fn query_message_by_key(
@@ -473,6 +512,22 @@ impl MqClient {
         max_num: i32,
         begin_ms: i64,
         end_ms: i64,
+    ) -> Result<Vec<MessageExt>, ClientError> {
+        let mut out = self
+            .query_index(topic, key, max_num, begin_ms, end_ms, false)
+            .await?;
+        out.retain(|m| m.keys().contains(&key));
+        Ok(out)
+    }
+
+    async fn query_index(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: i32,
+        begin_ms: i64,
+        end_ms: i64,
+        uniq_key_query: bool,
     ) -> Result<Vec<MessageExt>, ClientError> {
         let route = self.fetch_topic_route(topic).await?;
         let mut out = Vec::new();
@@ -487,7 +542,13 @@ impl MqClient {
                 .invoke_broker_raw(
                     addr,
                     &op,
-                    query_message_request(topic, key, max_num, begin_ms, end_ms),
+                    {
+                        let mut r = query_message_request(topic, key, max_num, begin_ms, end_ms);
+                        if uniq_key_query {
+                            r.set_ext("_UNIQUE_KEY_QUERY", true);
+                        }
+                        r
+                    },
                     self.rpc_timeout_ms(),
                 )
                 .await
@@ -516,11 +577,7 @@ impl MqClient {
                 }
             })?;
             let _ = super::broker_ops::decompress_messages(&mut messages);
-            out.extend(
-                messages
-                    .into_iter()
-                    .filter(|m| m.topic == topic && m.keys().contains(&key)),
-            );
+            out.extend(messages.into_iter().filter(|m| m.topic == topic));
         }
         if answered == 0 {
             if let Some(e) = last_error {

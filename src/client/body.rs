@@ -3,98 +3,51 @@
 //! owned by the namesrv helper (protocol::{route,cluster,kv}); the definitions here stand in
 //! until those land, then get replaced by re-exports.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 pub use crate::protocol::consumer::{
     ConsumeStats, ConsumerListBody, MessageQueue, OffsetWrapper, TopicOffset, TopicStatsTable,
 };
 pub use crate::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 use crate::protocol::topic::{is_readable, is_writeable};
 
-/// Broker id of a master.
-pub const MASTER_ID: i64 = 0;
+pub use crate::protocol::cluster::ClusterInfo;
+pub use crate::protocol::kv::{KVTable, TopicList};
+pub use crate::protocol::route::{BrokerData, QueueData, TopicRouteData, MASTER_ID};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueData {
-    pub broker_name: String,
-    #[serde(default)]
-    pub read_queue_nums: i32,
-    #[serde(default)]
-    pub write_queue_nums: i32,
-    #[serde(default)]
-    pub perm: i32,
-    #[serde(default)]
-    pub topic_sys_flag: i32,
+/// Client-side lookups on a topic route.
+pub trait RouteExt {
+    fn broker_data(&self, broker_name: &str) -> Option<&BrokerData>;
+    /// Master address of `broker_name` (broker id 0).
+    fn master_addr(&self, broker_name: &str) -> Option<&str>;
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BrokerData {
-    #[serde(default)]
-    pub cluster: String,
-    pub broker_name: String,
-    /// brokerId → "ip:port"; JSON keys are the decimal ids.
-    #[serde(default)]
-    pub broker_addrs: BTreeMap<i64, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone_name: Option<String>,
-    #[serde(default)]
-    pub enable_acting_master: bool,
-}
-
-impl BrokerData {
-    pub fn master_addr(&self) -> Option<&str> {
-        self.broker_addrs.get(&MASTER_ID).map(String::as_str)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicRouteData {
-    #[serde(default)]
-    pub order_topic_conf: Option<String>,
-    #[serde(default)]
-    pub queue_datas: Vec<QueueData>,
-    #[serde(default)]
-    pub broker_datas: Vec<BrokerData>,
-    #[serde(default)]
-    pub filter_server_table: BTreeMap<String, Vec<String>>,
-}
-
-impl TopicRouteData {
-    pub fn broker_data(&self, broker_name: &str) -> Option<&BrokerData> {
+impl RouteExt for TopicRouteData {
+    fn broker_data(&self, broker_name: &str) -> Option<&BrokerData> {
         self.broker_datas
             .iter()
             .find(|b| b.broker_name == broker_name)
     }
 
-    pub fn master_addr(&self, broker_name: &str) -> Option<&str> {
+    fn master_addr(&self, broker_name: &str) -> Option<&str> {
         self.broker_data(broker_name)
             .and_then(BrokerData::master_addr)
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterInfo {
-    #[serde(default)]
-    pub broker_addr_table: BTreeMap<String, BrokerData>,
-    #[serde(default)]
-    pub cluster_addr_table: BTreeMap<String, Vec<String>>,
+/// Client-side lookups on the cluster info.
+pub trait ClusterInfoExt {
+    /// (broker name, master address) of every broker of `cluster` that has a master, sorted
+    /// by broker name; None for an unknown cluster.
+    fn master_addrs(&self, cluster: &str) -> Option<Vec<(String, String)>>;
+    /// The cluster a broker name belongs to.
+    fn cluster_of(&self, broker_name: &str) -> Option<&str>;
 }
 
-impl ClusterInfo {
-    /// Master addresses of every broker of `cluster`, sorted by broker name.
-    pub fn master_addrs(&self, cluster: &str) -> Option<Vec<(String, String)>> {
+impl ClusterInfoExt for ClusterInfo {
+    fn master_addrs(&self, cluster: &str) -> Option<Vec<(String, String)>> {
         let names = self.cluster_addr_table.get(cluster)?;
-        let mut names: Vec<&String> = names.iter().collect();
-        names.sort();
         Some(
             names
-                .into_iter()
+                .iter()
                 .filter_map(|name| {
                     let data = self.broker_addr_table.get(name)?;
                     Some((name.clone(), data.master_addr()?.to_string()))
@@ -103,29 +56,12 @@ impl ClusterInfo {
         )
     }
 
-    /// The cluster a broker name belongs to.
-    pub fn cluster_of(&self, broker_name: &str) -> Option<&str> {
+    fn cluster_of(&self, broker_name: &str) -> Option<&str> {
         self.cluster_addr_table
             .iter()
-            .find(|(_, names)| names.iter().any(|n| n == broker_name))
+            .find(|(_, names)| names.contains(broker_name))
             .map(|(c, _)| c.as_str())
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KvTable {
-    #[serde(default)]
-    pub table: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicList {
-    #[serde(default)]
-    pub topic_list: Vec<String>,
-    #[serde(default)]
-    pub broker_addr: Option<String>,
 }
 
 /// A `MessageQueue` (field order and derived `Ord` are the broker's: broker name, queue id,
@@ -238,11 +174,10 @@ mod tests {
                 perm: 6,
                 topic_sys_flag: 0,
             }],
-            broker_datas: vec![BrokerData {
-                cluster: "c".into(),
-                broker_name: "b1".into(),
-                broker_addrs: [(1, "x:1".to_string())].into_iter().collect(),
-                ..Default::default()
+            broker_datas: vec![{
+                let mut b = BrokerData::new("c", "b1");
+                b.broker_addrs.insert(1, "x:1".to_string());
+                b
             }],
             ..Default::default()
         };

@@ -104,6 +104,18 @@ pub enum PullStatus {
     OffsetIllegal,
 }
 
+impl PullStatus {
+    /// Java's enum name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PullStatus::Found => "FOUND",
+            PullStatus::NoNewMsg => "NO_NEW_MSG",
+            PullStatus::NoMatchedMsg => "NO_MATCHED_MSG",
+            PullStatus::OffsetIllegal => "OFFSET_ILLEGAL",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PullResult {
     pub status: PullStatus,

@@ -51,11 +51,18 @@ pub enum ClientError {
 }
 
 fn remark_suffix(remark: &str) -> String {
+    let remark = one_line(remark);
     if remark.is_empty() {
         String::new()
     } else {
-        format!(": {}", remark.trim())
+        format!(": {remark}")
     }
+}
+
+/// A peer's remark on one line (Java remarks can carry newlines and stack frames), so every
+/// error prints as a single line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl ClientError {

@@ -1,221 +1,15 @@
 //! Client behaviour against scripted fake name servers and brokers over real loopback sockets:
-//! name server failover, send retries and outcome classification, batch bodies, and
+//! name server failover, send retries and outcome classification, batch bodies, pulls, and
 //! rebalancing on NOTIFY_CONSUMER_IDS_CHANGED.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::body::{BrokerData, ClusterInfo, QueueData, TopicRouteData};
+use super::fakes_test::*;
 use super::*;
 use crate::message::decode_properties;
-use crate::remoting::server::BoxFuture;
-use crate::remoting::{
-    request_code, response_code, Connection, RemotingCommand, RemotingServer, RequestProcessor,
-};
-
-/// What a fake broker does with the next send: answer with a code, or never answer.
-#[derive(Clone, Copy, Debug)]
-enum Script {
-    Code(i32),
-    Hang,
-}
-
-#[derive(Default)]
-struct FakeBroker {
-    name: String,
-    sends: Mutex<VecDeque<Script>>,
-    received: Mutex<Vec<RemotingCommand>>,
-    consumer_ids: Mutex<Vec<String>>,
-    connections: Mutex<Vec<Connection>>,
-    heartbeats: Mutex<usize>,
-    /// queue id → (min offset, encoded entries from the min offset on).
-    store: Mutex<BTreeMap<i32, (i64, Vec<Vec<u8>>)>>,
-}
-
-impl FakeBroker {
-    /// Appends a message to `queue_id` as a stored entry (optionally zlib-compressed).
-    fn put(&self, topic: &str, queue_id: i32, tags: &str, body: &[u8], compress: bool) {
-        use std::io::Write;
-        let mut store = self.store.lock().unwrap();
-        let (min, entries) = store.entry(queue_id).or_insert((0, Vec::new()));
-        let queue_offset = *min + entries.len() as i64;
-        let props = crate::message::encode_properties(
-            &[("TAGS".to_string(), tags.to_string())]
-                .into_iter()
-                .collect(),
-        );
-        let (sys_flag, stored_body) = if compress {
-            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
-            e.write_all(body).unwrap();
-            (crate::message::sysflag::COMPRESSED, e.finish().unwrap())
-        } else {
-            (0, body.to_vec())
-        };
-        let host: SocketAddr = "127.0.0.1:10911".parse().unwrap();
-        let mut out = Vec::new();
-        crate::message::entry::encode_entry(
-            &crate::message::entry::EntryFields {
-                queue_id,
-                flag: 0,
-                queue_offset,
-                commitlog_offset: 1000 + queue_offset * 100,
-                sys_flag,
-                born_timestamp: 1,
-                born_host: host,
-                store_timestamp: 2,
-                store_host: host,
-                reconsume_times: 0,
-                prepared_transaction_offset: 0,
-                body: &stored_body,
-                topic,
-                properties: props.as_bytes(),
-            },
-            &mut out,
-        )
-        .unwrap();
-        entries.push(out);
-    }
-
-    fn pull(&self, request: &RemotingCommand) -> RemotingCommand {
-        let queue_id: i32 = request.required("queueId").unwrap();
-        let offset: i64 = request.required("queueOffset").unwrap();
-        let max: usize = request.required("maxMsgNums").unwrap();
-        let store = self.store.lock().unwrap();
-        let (min, entries) = store.get(&queue_id).cloned().unwrap_or((0, Vec::new()));
-        let max_offset = min + entries.len() as i64;
-        let (code, next, body) = if offset < min || offset > max_offset {
-            (response_code::PULL_OFFSET_MOVED, min, Vec::new())
-        } else if offset == max_offset {
-            (response_code::PULL_NOT_FOUND, offset, Vec::new())
-        } else {
-            let from = (offset - min) as usize;
-            let to = (from + max).min(entries.len());
-            (
-                response_code::SUCCESS,
-                min + to as i64,
-                entries[from..to].concat(),
-            )
-        };
-        request
-            .response(code, None)
-            .with_ext("nextBeginOffset", next)
-            .with_ext("minOffset", min)
-            .with_ext("maxOffset", max_offset)
-            .with_ext("suggestWhichBrokerId", 0)
-            .with_body(body)
-    }
-}
-
-impl RequestProcessor for FakeBroker {
-    fn process(
-        self: Arc<Self>,
-        conn: Connection,
-        request: RemotingCommand,
-    ) -> BoxFuture<'static, Option<RemotingCommand>> {
-        Box::pin(async move {
-            self.connections.lock().unwrap().push(conn);
-            self.received.lock().unwrap().push(request.clone());
-            match request.code {
-                request_code::SEND_MESSAGE_V2 | request_code::SEND_BATCH_MESSAGE => {
-                    let script = self
-                        .sends
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or(Script::Code(response_code::SUCCESS));
-                    match script {
-                        Script::Hang => {
-                            futures::future::pending::<()>().await;
-                            None
-                        }
-                        Script::Code(code) => Some(
-                            request
-                                .response(code, Some(format!("scripted by {}", self.name)))
-                                .with_ext("msgId", "7F00000100002A9F0000000000000000")
-                                .with_ext("queueId", request.ext("e").unwrap_or("0"))
-                                .with_ext("queueOffset", 5),
-                        ),
-                    }
-                }
-                request_code::HEART_BEAT => {
-                    *self.heartbeats.lock().unwrap() += 1;
-                    Some(request.response(response_code::SUCCESS, None))
-                }
-                request_code::GET_CONSUMER_LIST_BY_GROUP => {
-                    let ids = self.consumer_ids.lock().unwrap().clone();
-                    let body = serde_json::json!({ "consumerIdList": ids }).to_string();
-                    Some(
-                        request
-                            .response(response_code::SUCCESS, None)
-                            .with_body(body),
-                    )
-                }
-                request_code::QUERY_CONSUMER_OFFSET => Some(
-                    request
-                        .response(response_code::SUCCESS, None)
-                        .with_ext("offset", 0),
-                ),
-                request_code::UPDATE_CONSUMER_OFFSET | request_code::UNREGISTER_CLIENT => {
-                    Some(request.response(response_code::SUCCESS, None))
-                }
-                request_code::PULL_MESSAGE => Some(self.pull(&request)),
-                code => Some(request.response(
-                    response_code::REQUEST_CODE_NOT_SUPPORTED,
-                    Some(format!("fake broker: code {code}")),
-                )),
-            }
-        })
-    }
-}
-
-struct FakeNamesrv {
-    route: TopicRouteData,
-}
-
-impl RequestProcessor for FakeNamesrv {
-    fn process(
-        self: Arc<Self>,
-        _conn: Connection,
-        request: RemotingCommand,
-    ) -> BoxFuture<'static, Option<RemotingCommand>> {
-        Box::pin(async move {
-            match request.code {
-                request_code::GET_ROUTEINFO_BY_TOPIC if request.ext("topic") == Some("T") => Some(
-                    request
-                        .response(response_code::SUCCESS, None)
-                        .with_body(serde_json::to_vec(&self.route).unwrap()),
-                ),
-                request_code::GET_ROUTEINFO_BY_TOPIC => Some(request.response(
-                    response_code::TOPIC_NOT_EXIST,
-                    Some("No topic route info in name server for the topic".to_string()),
-                )),
-                request_code::GET_BROKER_CLUSTER_INFO => {
-                    let mut info = ClusterInfo::default();
-                    for bd in &self.route.broker_datas {
-                        info.broker_addr_table
-                            .insert(bd.broker_name.clone(), bd.clone());
-                    }
-                    info.cluster_addr_table.insert(
-                        "c".to_string(),
-                        self.route
-                            .broker_datas
-                            .iter()
-                            .map(|b| b.broker_name.clone())
-                            .collect(),
-                    );
-                    Some(
-                        request
-                            .response(response_code::SUCCESS, None)
-                            .with_body(serde_json::to_vec(&info).unwrap()),
-                    )
-                }
-                _ => Some(request.response(response_code::REQUEST_CODE_NOT_SUPPORTED, None)),
-            }
-        })
-    }
-}
+use crate::remoting::{request_code, response_code, Connection, RemotingCommand, RemotingServer};
 
 struct Cluster {
     namesrv: RemotingServer,
@@ -229,7 +23,7 @@ fn loopback() -> SocketAddr {
 /// Two brokers b1, b2 with 2 queues each for topic T, and one name server.
 async fn cluster() -> Cluster {
     let mut brokers = Vec::new();
-    let mut route = TopicRouteData::default();
+    let mut addrs = Vec::new();
     for name in ["b1", "b2"] {
         let fake = Arc::new(FakeBroker {
             name: name.to_string(),
@@ -238,21 +32,10 @@ async fn cluster() -> Cluster {
         let server = RemotingServer::bind(loopback(), fake.clone())
             .await
             .unwrap();
-        route.queue_datas.push(QueueData {
-            broker_name: name.to_string(),
-            read_queue_nums: 2,
-            write_queue_nums: 2,
-            perm: 6,
-            topic_sys_flag: 0,
-        });
-        route.broker_datas.push(BrokerData {
-            cluster: "c".to_string(),
-            broker_name: name.to_string(),
-            broker_addrs: BTreeMap::from([(0, server.local_addr().to_string())]),
-            ..Default::default()
-        });
+        addrs.push((name, server.local_addr().to_string()));
         brokers.push((fake, server));
     }
+    let route = fake_route(&addrs);
     let namesrv = RemotingServer::bind(loopback(), Arc::new(FakeNamesrv { route }))
         .await
         .unwrap();
@@ -265,25 +48,6 @@ async fn dead_addr() -> String {
     let addr = l.local_addr().unwrap().to_string();
     drop(l);
     addr
-}
-
-fn client_for(namesrvs: Vec<String>, instance: &str) -> MqClient {
-    let mut config = ClientConfig::new(namesrvs);
-    config.instance_name = instance.to_string();
-    config.rpc_timeout_ms = 1_000;
-    MqClient::new(config)
-}
-
-fn sends(b: &FakeBroker) -> Vec<RemotingCommand> {
-    b.received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| {
-            r.code == request_code::SEND_MESSAGE_V2 || r.code == request_code::SEND_BATCH_MESSAGE
-        })
-        .cloned()
-        .collect()
 }
 
 #[tokio::test]
@@ -448,10 +212,10 @@ async fn consumer_rebalances_on_notify_consumer_ids_changed() {
     let notify = RemotingCommand::request(request_code::NOTIFY_CONSUMER_IDS_CHANGED)
         .with_ext("consumerGroup", "cg");
     conns.last().unwrap().send_oneway(notify).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = crate::rt::now() + Duration::from_secs(5);
     while consumer.assigned_queues().len() != 2 {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            crate::rt::now() < deadline,
             "no rebalance after the notification"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -493,9 +257,9 @@ async fn pull_decodes_decompresses_filters_tags_and_follows_offset_moves() {
     config.pull_rpc_timeout_ms = 1_200;
     let consumer = PullConsumer::start(client, config).await.unwrap();
     let mut bodies = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = crate::rt::now() + Duration::from_secs(5);
     while bodies.len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "got {bodies:?}");
+        assert!(crate::rt::now() < deadline, "got {bodies:?}");
         for m in consumer.poll(300).await.unwrap() {
             assert_eq!(m.tags(), Some("a"));
             bodies.push(m.body.to_vec());

@@ -5,6 +5,22 @@
 //! Everything goes through `crate::rt` (time, tasks, randomness) and `RemotingClient`
 //! (network), holds no statics and never blocks, so it runs unchanged inside madsim.
 //!
+//! * [`MqClient`] (cheap `Clone`): name servers tried in order from the last one that answered;
+//!   route cache (`topic_route`, refreshed after `route_refresh_interval_ms`, stale route kept
+//!   when every name server is unreachable), `fetch_topic_route`, `cluster_info`,
+//!   `master_addr_of`; admin operations in [`admin`]; single broker requests in
+//!   [`broker_ops`]. `client_id()` = `client_ip@instance_name` (set both in simulations).
+//! * [`Producer`] (`Sync`, share it behind an `Arc`): `send` / `send_outcome` (round robin
+//!   over writable queues, up to 1 + `retry_times_when_send_failed` attempts, avoiding the
+//!   broker that just failed), `send_attempt` (exactly one request to a given queue),
+//!   `send_to_queue`, `send_oneway`, `send_batch` / `send_batch_outcome`.
+//!   [`SendOutcome`]: `Acknowledged(SendResult)` (stored), `Failed { code }` (answered with an
+//!   error, or no connection: not stored), `Unknown` (an attempt timed out or lost its
+//!   connection after sending: may be stored).
+//! * [`PullConsumer`]: `start` (heartbeat + first allocation), `poll(timeout_ms)` (quick pulls,
+//!   then long polls with SUSPEND), `commit` / `commit_offset`, `run(handler)` push loop,
+//!   `rebalance`, `assigned_queues`, `progress`, `shutdown` (persist + unregister).
+//!
 //! ```ignore
 //! let client = MqClient::with_namesrv("127.0.0.1:9876");
 //! let producer = Producer::new(client.clone(), ProducerConfig::new("pg"));
@@ -68,3 +84,7 @@ pub fn response_code_name(code: i32) -> &'static str {
 
 #[cfg(all(test, not(madsim)))]
 mod fake_cluster_test;
+#[cfg(test)]
+mod fakes_test;
+#[cfg(all(test, madsim))]
+mod sim_test;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::body::{ClusterInfo, TopicRouteData};
+use super::body::{ClusterInfo, RouteExt, TopicRouteData};
 use super::ClientError;
 use crate::protocol::parse_lenient_json;
 use crate::remoting::server::BoxFuture;
@@ -334,7 +334,7 @@ impl MqClient {
                     response
                         .remark
                         .as_deref()
-                        .map(|r| format!(" ({})", r.trim()))
+                        .map(|r| format!(" ({})", super::error::one_line(r)))
                         .unwrap_or_default()
                 ),
             });

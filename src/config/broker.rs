@@ -131,6 +131,51 @@ pub(crate) static BROKER_KEYS: &[KeySpec<BrokerConfig>] = &[
         },
     },
     KeySpec {
+        key: "slaveTimeout",
+        doc: "SYNC_MASTER: ms to wait for a slave's acknowledgement before FLUSH_SLAVE_TIMEOUT",
+        get: |c| c.ha.slave_timeout_ms.to_string(),
+        set: |c, v, _| {
+            c.ha.slave_timeout_ms = parse_int(v, 1u64, 3_600_000)?;
+            ok()
+        },
+    },
+    KeySpec {
+        key: "haSendHeartbeatInterval",
+        doc: "ms between slave offset reports / master heartbeats when idle",
+        get: |c| c.ha.send_heartbeat_interval_ms.to_string(),
+        set: |c, v, _| {
+            c.ha.send_heartbeat_interval_ms = parse_int(v, 1u64, 3_600_000)?;
+            ok()
+        },
+    },
+    KeySpec {
+        key: "haHousekeepingInterval",
+        doc: "ms of silence after which an HA connection is closed",
+        get: |c| c.ha.housekeeping_interval_ms.to_string(),
+        set: |c, v, _| {
+            c.ha.housekeeping_interval_ms = parse_int(v, 1u64, 3_600_000)?;
+            ok()
+        },
+    },
+    KeySpec {
+        key: "haTransferBatchSize",
+        doc: "largest CommitLog chunk the master sends at once (bytes)",
+        get: |c| c.ha.transfer_batch_size.to_string(),
+        set: |c, v, _| {
+            c.ha.transfer_batch_size = parse_int(v, 1usize, 4 * 1024 * 1024)?;
+            ok()
+        },
+    },
+    KeySpec {
+        key: "haMaxGapNotInSync",
+        doc: "bytes a slave may lag and still count as in sync for SYNC_MASTER",
+        get: |c| c.ha.max_gap_not_in_sync.to_string(),
+        set: |c, v, _| {
+            c.ha.max_gap_not_in_sync = parse_int(v, 1i64, i64::MAX)?;
+            ok()
+        },
+    },
+    KeySpec {
         key: "registerNameServerPeriod",
         doc: "ms between registrations to every name server",
         get: |c| c.register_name_server_period_ms.to_string(),

@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     pub ha_listen_port: u16,
     /// haMasterAddress
     pub ha_master_address: Option<String>,
+    /// slaveTimeout, haSendHeartbeatInterval, haHousekeepingInterval, haTransferBatchSize,
+    /// haMaxGapNotInSync (crate::ha)
+    pub ha: crate::ha::HaConfig,
     /// autoCreateTopicEnable
     pub auto_create_topic_enable: bool,
     /// autoCreateSubscriptionGroup
@@ -107,6 +110,7 @@ impl Default for BrokerConfig {
             broker_ip2: None,
             ha_listen_port: 10912,
             ha_master_address: None,
+            ha: crate::ha::HaConfig::default(),
             auto_create_topic_enable: true,
             auto_create_subscription_group: true,
             default_topic_queue_nums: 8,

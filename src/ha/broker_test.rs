@@ -155,3 +155,20 @@ async fn sync_master_and_slave_brokers_through_the_namesrv() {
     master.shutdown().await;
     ns.shutdown();
 }
+
+#[test]
+fn ha_keys_parse_into_the_ha_config() {
+    let text = "slaveTimeout=1234\nhaMaxGapNotInSync=1000\nhaTransferBatchSize=1024\n\
+                haSendHeartbeatInterval=700\nhaHousekeepingInterval=9000\n";
+    let (config, warnings) =
+        BrokerConfig::parse_with_home(text, "t.conf", Some("/home/rmq")).expect("parses");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.ha.slave_timeout_ms, 1234);
+    assert_eq!(config.ha.max_gap_not_in_sync, 1000);
+    assert_eq!(config.ha.transfer_batch_size, 1024);
+    assert_eq!(config.ha.send_heartbeat_interval_ms, 700);
+    assert_eq!(config.ha.housekeeping_interval_ms, 9000);
+    assert!(
+        BrokerConfig::parse_with_home("slaveTimeout=-5\n", "t.conf", Some("/home/rmq")).is_err()
+    );
+}

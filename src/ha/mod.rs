@@ -17,6 +17,8 @@ pub mod wire;
 mod broker_test;
 #[cfg(all(test, not(madsim)))]
 mod loopback_test;
+#[cfg(all(test, madsim))]
+mod sim_test;
 
 use thiserror::Error;
 
@@ -91,7 +93,7 @@ impl BrokerHa {
         store: std::sync::Arc<crate::store::MessageStore>,
         bind_ip: std::net::IpAddr,
     ) -> Result<BrokerHa, HaError> {
-        let ha_config = HaConfig::default();
+        let ha_config = config.ha.clone();
         if config.store.broker_role == crate::store::BrokerRole::Slave {
             return Ok(BrokerHa::Slave(HaClient::start(
                 store,

@@ -205,7 +205,7 @@ async fn session(
     let file_size = store.commitlog_file_size() as u64;
 
     let mut local_max = store.commitlog_max_offset();
-    if let Err(e) = report(&mut wr, local_max, addr).await {
+    if let Err(e) = report(&mut wr, local_max, addr, housekeeping).await {
         bail!(e)
     }
     {
@@ -271,7 +271,7 @@ async fn session(
                 }
                 if appended {
                     progressed = true;
-                    if let Err(e) = report(&mut wr, local_max, addr).await {
+                    if let Err(e) = report(&mut wr, local_max, addr, housekeeping).await {
                         bail!(e)
                     }
                     last_report = rt::now();
@@ -287,7 +287,7 @@ async fn session(
                     })
                 }
                 if now.saturating_duration_since(last_report) >= heartbeat {
-                    if let Err(e) = report(&mut wr, local_max, addr).await {
+                    if let Err(e) = report(&mut wr, local_max, addr, housekeeping).await {
                         bail!(e)
                     }
                     last_report = rt::now();
@@ -367,13 +367,23 @@ async fn report<W: AsyncWriteExt + Unpin>(
     wr: &mut W,
     max_offset: i64,
     addr: &str,
+    deadline: Duration,
 ) -> Result<(), HaError> {
     let io_err = |source| HaError::Io {
         peer: addr.to_string(),
         source,
     };
-    wr.write_all(&encode_report(max_offset))
-        .await
-        .map_err(io_err)?;
-    wr.flush().await.map_err(io_err)
+    // A partitioned master must not stall the slave forever on a full send buffer.
+    match rt::timeout(deadline, async {
+        wr.write_all(&encode_report(max_offset)).await?;
+        wr.flush().await
+    })
+    .await
+    {
+        Ok(r) => r.map_err(io_err),
+        Err(_) => Err(HaError::Housekeeping {
+            peer: addr.to_string(),
+            silent_ms: deadline.as_millis() as u64,
+        }),
+    }
 }
