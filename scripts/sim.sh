@@ -19,7 +19,8 @@
 #                                compare digests across processes
 #   SIM_JOBS=$(nproc)            parallel processes
 #   SIM_TIMEOUT_S=300            wall-clock limit per process (a hang is a failure)
-#   SIM_CARGO_FLAGS=""           extra flags for the build, e.g. "--release"
+#   SIM_CARGO_FLAGS="--release"  build flags (release: ~10x faster runs; debug_assert!s are off, so
+#                                replay a failing seed without it to get them back)
 #   SIM_OUT=target/sim-sweep     where logs go
 # Exit status: 0 if every run passed, 1 otherwise (failing seeds are listed with the commit and
 # the exact replay command).
@@ -32,7 +33,7 @@ SIM_ONCE_PATTERN=${SIM_ONCE_PATTERN:-^t9}
 SIM_DETERMINISM_SEEDS=${SIM_DETERMINISM_SEEDS-1 2}
 SIM_JOBS=${SIM_JOBS:-$(nproc)}
 SIM_TIMEOUT_S=${SIM_TIMEOUT_S:-300}
-SIM_CARGO_FLAGS=${SIM_CARGO_FLAGS:-}
+SIM_CARGO_FLAGS=${SIM_CARGO_FLAGS---release}
 if [[ "${CI:-}" == "true" ]]; then
   SIM_CARGO_FLAGS="$SIM_CARGO_FLAGS --locked" # CI builds exactly what Cargo.lock says
 fi
@@ -68,7 +69,7 @@ BINS=$SIM_OUT/binaries.txt
 build_start=$(date +%s)
 test_args=()
 for s in $SCENARIOS; do test_args+=(--test "$s"); done
-echo "== building ${#test_args[@]} simulation binaries (cargo sim --no-run $SIM_CARGO_FLAGS)"
+echo "== building $(( ${#test_args[@]} / 2 )) simulation binaries (cargo sim --no-run $SIM_CARGO_FLAGS)"
 # shellcheck disable=SC2086
 cargo sim --no-run $SIM_CARGO_FLAGS "${test_args[@]}" --message-format=json 2>"$SIM_OUT/build.log" |
   python3 -c '
@@ -96,17 +97,18 @@ run_job() {
   log="$SIM_OUT/logs/$scenario.$seed.$mode.log"
   start=$(date +%s.%N)
   rc=0
-  if [[ $mode == check ]]; then
-    MADSIM_TEST_SEED=$seed MADSIM_TEST_CHECK_DETERMINISM=1 timeout "$SIM_TIMEOUT_S" \
-      "$bin" --nocapture --test-threads=1 >"$log" 2>&1 || rc=$?
-  else
-    MADSIM_TEST_SEED=$seed timeout "$SIM_TIMEOUT_S" \
-      "$bin" --nocapture --test-threads=1 >"$log" 2>&1 || rc=$?
-  fi
+  local check_env=()
+  [[ $mode == check ]] && check_env=(MADSIM_TEST_CHECK_DETERMINISM=1)
+  # CPU seconds (user+sys) next to wall seconds: on a loaded machine wall time mostly measures
+  # waiting for a core.
+  local TIMEFORMAT='%U %S'
+  { time env MADSIM_TEST_SEED="$seed" "${check_env[@]}" timeout "$SIM_TIMEOUT_S" \
+      "$bin" --nocapture --test-threads=1 >"$log" 2>&1 || rc=$?; } 2>"$log.cpu"
+  cpu=$(awk '{printf "%.3f", $1+$2}' "$log.cpu")
   end=$(date +%s.%N)
   digest=$(grep -o 'digest=[0-9a-f]*' "$log" | tail -1 | cut -d= -f2 || true)
   simsecs=$(grep -o 'sim_secs=[0-9.]*' "$log" | awk -F= '{s+=$2} END{print s+0}')
-  echo "$scenario $seed $mode $rc $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b-a}') ${digest:-none} $simsecs" \
+  echo "$scenario $seed $mode $rc $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.3f", b-a}') ${digest:-none} $simsecs $cpu" \
     >>"$SIM_OUT/results.txt"
 }
 export -f run_job
@@ -169,12 +171,14 @@ elapsed=$(awk -v a="$sweep_start" -v b="$sweep_end" 'BEGIN{printf "%.1f", b-a}')
 
 # ---- report -------------------------------------------------------------------------------
 echo
-echo "== per scenario (seeds/min = on one core; sim/wall = simulated seconds per wall second)"
+echo "== per scenario (per process: wall and CPU seconds; seeds/min and simulated seconds per"
+echo "   second, on one core, by wall time and by CPU time)"
 awk '{
-  n[$1]++; t[$1]+=$5; sim[$1]+=$7; if ($4!=0) f[$1]++
+  n[$1]++; t[$1]+=$5; sim[$1]+=$7; cpu[$1]+=$8; if ($4!=0) f[$1]++
 } END {
-  for (s in n) printf "  %-32s runs=%-4d failed=%-3d wall=%7.1fs seeds/min=%7.1f sim/wall=%6.0f\n",
-    s, n[s], f[s]+0, t[s], (t[s]>0 ? 60*n[s]/t[s] : 0), (t[s]>0 ? sim[s]/t[s] : 0)
+  for (s in n) printf "  %-26s runs=%-4d failed=%-3d wall=%6.1fs cpu=%6.1fs seeds/min=%6.1f (cpu %6.1f) sim/wall=%5.0f sim/cpu=%5.0f\n",
+    s, n[s], f[s]+0, t[s], cpu[s], (t[s]>0 ? 60*n[s]/t[s] : 0), (cpu[s]>0 ? 60*n[s]/cpu[s] : 0),
+    (t[s]>0 ? sim[s]/t[s] : 0), (cpu[s]>0 ? sim[s]/cpu[s] : 0)
 }' "$SIM_OUT/results.txt" | sort
 
 status=0

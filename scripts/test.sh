@@ -19,6 +19,7 @@ finish() {
     local rc=$?
     if [[ -n "$current" ]]; then
         summary+=("FAILED  ${current} ($(($(date +%s) - step_start))s)")
+        [[ $rc -eq 0 ]] && rc=1 # interrupted mid-step (signal): never report success
     fi
     echo
     echo "==================== scripts/test.sh summary ===================="

@@ -837,6 +837,66 @@ fn restarted_consumer_resumes_from_committed_offset() {
     });
 }
 
+/// Offsets committed by a consumer survive a graceful broker restart (SIGTERM; consumerOffset.json), and a
+/// consumer of the same group then starts from them: nothing before them is delivered again.
+#[test]
+fn broker_restart_keeps_committed_offsets() {
+    run_test(TEST_LIMIT, || async {
+        let mut cluster = Cluster::start(BrokerOptions::default()).await?;
+        let env = ClientEnv::new("brestart")?;
+        let topic = unique("BrokerRestartTopic");
+        let mut producer = start_producer(&env, &cluster, &unique("pg")).await?;
+        create_topic_by_sending(&cluster, &producer, &topic).await?;
+        let group = unique("cg");
+        send_sync_n(&producer, &topic, "first", 100).await?;
+        let a = Collector::default();
+        let mut consumer_a =
+            start_push_consumer(&env, &cluster, &group, &topic, "brestart-a", a.clone()).await?;
+        let first = bodies("first", 100);
+        drain(&a, &first, "consumer A").await?;
+        shutdown_consumer(&mut consumer_a).await;
+        let queues: Vec<i32> = producer
+            .fetch_publish_message_queues(&topic)
+            .await
+            .map_err(|e| anyhow!("fetch queues: {e}"))?
+            .iter()
+            .map(|q| q.queue_id())
+            .collect();
+        shutdown_producer(&mut producer).await;
+        let mut before = BTreeMap::new();
+        for &q in &queues {
+            before.insert(q, cluster.committed_offset(&group, &topic, q).await?);
+        }
+
+        ensure!(
+            cluster.stop_broker(Duration::from_secs(15)).await,
+            "broker did not exit within 15 s of SIGTERM"
+        );
+        cluster
+            .start_broker()
+            .await
+            .context("broker restart after SIGTERM")?;
+        let mut after = BTreeMap::new();
+        for &q in &queues {
+            after.insert(q, cluster.committed_offset(&group, &topic, q).await?);
+        }
+        ensure!(before == after, "committed offsets changed across a graceful restart: before {before:?}, after {after:?}");
+
+        let producer = start_producer(&env, &cluster, &unique("pg")).await?;
+        let b = Collector::default();
+        let mut consumer_b =
+            start_push_consumer(&env, &cluster, &group, &topic, "brestart-b", b.clone()).await?;
+        send_sync_n(&producer, &topic, "second", 50).await?;
+        let second = bodies("second", 50);
+        drain(&b, &second, "consumer B after broker restart").await?;
+        check_exactly_once(&b, &second, "consumer B after broker restart")?;
+        shutdown_consumer(&mut consumer_b).await;
+        env.shutdown().await;
+        cluster.pass();
+        Ok(())
+    });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Query / errors / crash
 

@@ -86,6 +86,8 @@ pub struct Consumed {
     pub tags: Option<String>,
     pub keys: Option<String>,
     pub started_at: Instant,
+    /// When the read's response arrived.
+    pub finished_at: Instant,
 }
 
 /// A committed offset the workload sent (UPDATE_CONSUMER_OFFSET) or read back

@@ -637,6 +637,7 @@ fn to_consumed(
     queue_offset: i64,
     m: &apogee::message::MessageExt,
     started_at: rt::Instant,
+    finished_at: rt::Instant,
 ) -> Consumed {
     Consumed {
         by,
@@ -652,6 +653,7 @@ fn to_consumed(
         tags: m.tags().map(str::to_string),
         keys: m.properties.get(properties::KEYS).cloned(),
         started_at,
+        finished_at,
     }
 }
 
@@ -659,7 +661,16 @@ fn to_consumed(
 struct OwnedQueue {
     next_offset: i64,
     committed: i64,
+    committed_at: Option<rt::Instant>,
 }
+
+/// Like Java's persistAll: an owned queue's position is re-committed this often even when it
+/// did not move, so a broker that lost its offset table (crash) learns it again.
+const RECOMMIT_INTERVAL_MS: u64 = 2_000;
+
+/// A commit's landing time is unknown until its response: treat it as "any time in the next
+/// hour" (longer than any simulation).
+const COMMIT_LANDING_UNKNOWN_S: u64 = 3_600;
 
 /// One consumer incarnation in the group: heartbeat, rebalance, pull, record, commit.
 pub async fn consumer_main(
@@ -693,6 +704,14 @@ pub async fn consumer_main(
                     wanted.extend(owned.keys().filter(|(a, _)| *a == b.addr).cloned());
                     continue;
                 };
+                if std::env::var("SIM_DEBUG_IDS").is_ok() {
+                    oracle.trace().event(format!("{client_id} sees {ids:?}"));
+                }
+                if !ids.contains(&client_id) {
+                    oracle.trace().event(format!(
+                        "{client_id} missing from the group's consumer list {ids:?}"
+                    ));
+                }
                 for q in allocate_averagely(&queues, &ids, &client_id) {
                     wanted.insert((b.addr.clone(), q));
                 }
@@ -741,10 +760,17 @@ pub async fn consumer_main(
                             OwnedQueue {
                                 next_offset: start,
                                 committed: start,
+                                committed_at: None,
                             },
                         );
                     }
-                    Err(_) => continue,
+                    Err(e) => {
+                        oracle.trace().event(format!(
+                            "{client_id} cannot read the committed offset of {}/{}: {e}",
+                            k.0, k.1
+                        ));
+                        continue;
+                    }
                 }
             }
         }
@@ -760,6 +786,7 @@ pub async fn consumer_main(
             let from = state.next_offset;
             let started_at = rt::now();
             let result = pull(&client, &broker, &cfg.group, &cfg.topic, queue_id, from, 16).await;
+            let finished_at = rt::now();
             let Ok(result) = result else {
                 continue;
             };
@@ -778,6 +805,7 @@ pub async fn consumer_main(
                             from + i as i64,
                             m,
                             started_at,
+                            finished_at,
                         ));
                     }
                     if result.next_begin_offset > state.next_offset {
@@ -795,14 +823,19 @@ pub async fn consumer_main(
                 }
                 _ => {}
             }
-            // Commit only forward, like a real consumer's offset store.
-            if state.next_offset > state.committed {
+            // Commit what moved (also backwards after PULL_OFFSET_MOVED), and re-commit the
+            // current position periodically.
+            let stale = state
+                .committed_at
+                .map(|t| rt::now() - t > Duration::from_millis(RECOMMIT_INTERVAL_MS))
+                .unwrap_or(true);
+            if state.next_offset != state.committed || (stale && state.next_offset > 0) {
                 let offset = state.next_offset;
                 let b = cfg.broker_by_addr(&broker).cloned();
                 let incarnation = b.as_ref().map(|b| b.incarnation()).unwrap_or(0);
                 let started_at = rt::now();
-                let acked =
-                    commit_offset(&client, &broker, &cfg.group, &cfg.topic, queue_id, offset).await;
+                // Recorded before sending: if this node dies mid-request the commit may still
+                // land, at an unknown time (finished_at far in the future).
                 oracle.record_offset_event(OffsetEvent {
                     broker: broker.clone(),
                     broker_incarnation: incarnation,
@@ -811,12 +844,15 @@ pub async fn consumer_main(
                     queue_id,
                     offset,
                     started_at,
-                    finished_at: rt::now(),
-                    kind: OffsetEventKind::Commit { acked },
+                    finished_at: started_at + Duration::from_secs(COMMIT_LANDING_UNKNOWN_S),
+                    kind: OffsetEventKind::Commit { acked: false },
                 });
+                let acked =
+                    commit_offset(&client, &broker, &cfg.group, &cfg.topic, queue_id, offset).await;
                 if acked {
                     if let Some(state) = owned.get_mut(&(broker.clone(), queue_id)) {
                         state.committed = offset;
+                        state.committed_at = Some(rt::now());
                     }
                 }
             }
@@ -851,6 +887,7 @@ pub async fn final_scan(
             while at < max {
                 let started_at = rt::now();
                 let r = pull(&client, &b.addr, SCAN_GROUP, &cfg.topic, queue_id, at, 32).await?;
+                let finished_at = rt::now();
                 if r.code != rs::SUCCESS || r.messages.is_empty() {
                     return Err(format!(
                         "scan {}/{queue_id} at {at} (bounds [{min},{max})): code {} next {}",
@@ -866,6 +903,7 @@ pub async fn final_scan(
                         at + i as i64,
                         m,
                         started_at,
+                        finished_at,
                     ));
                 }
                 at += r.messages.len() as i64;

@@ -35,18 +35,27 @@ fn segments(facts: &BrokerFacts, dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// Bytes `[pos, pos+len)` of a segmented file set (None if not covered by one segment).
-fn read_segmented(
-    facts: &BrokerFacts,
-    segs: &[(u64, PathBuf)],
-    pos: u64,
-    len: u64,
-) -> Option<Vec<u8>> {
-    let (start, path) = segs.iter().rev().find(|(start, _)| *start <= pos)?;
-    let data = facts.disk.read_live(path)?;
-    let from = (pos - start) as usize;
-    let to = from.checked_add(len as usize)?;
-    data.get(from..to).map(<[u8]>::to_vec)
+/// A segmented file set (CommitLog or one ConsumeQueue) loaded once: (start offset, bytes).
+struct Segments {
+    files: Vec<(u64, Vec<u8>)>,
+}
+
+impl Segments {
+    fn load(facts: &BrokerFacts, dir: &Path) -> Segments {
+        let files = segments(facts, dir)
+            .into_iter()
+            .filter_map(|(start, path)| Some((start, facts.disk.read_live(&path)?)))
+            .collect();
+        Segments { files }
+    }
+
+    /// Bytes `[pos, pos+len)` (None if not inside one segment).
+    fn read(&self, pos: u64, len: u64) -> Option<&[u8]> {
+        let (start, data) = self.files.iter().rev().find(|(start, _)| *start <= pos)?;
+        let from = (pos - start) as usize;
+        let to = from.checked_add(len as usize)?;
+        data.get(from..to)
+    }
 }
 
 /// `bounds`: queue id -> [min, max) queue offsets the broker reported in the final scan; units
@@ -59,7 +68,7 @@ pub fn check(
     report: &mut Report,
 ) -> Vec<Violation> {
     let root = facts.disk.store_root().to_path_buf();
-    let commitlog = segments(facts, &root.join("commitlog"));
+    let commitlog = Segments::load(facts, &root.join("commitlog"));
     let queue_root = root.join("consumequeue").join(topic);
     let mut queue_ids: Vec<i32> = facts
         .disk
@@ -80,7 +89,7 @@ pub fn check(
             invariant: NAME,
             detail: format!("{addr} ({}) {topic}/{queue_id}: {detail}", facts.name),
         };
-        let cq = segments(facts, &queue_root.join(queue_id.to_string()));
+        let cq = Segments::load(facts, &queue_root.join(queue_id.to_string()));
         let (from, to) = match bounds.get(&queue_id) {
             Some((min, max)) => (*min, Some(*max)),
             None => (0, None),
@@ -92,7 +101,7 @@ pub fn check(
                     break;
                 }
             }
-            let unit = read_segmented(facts, &cq, queue_offset as u64 * CQ_UNIT_SIZE, CQ_UNIT_SIZE);
+            let unit = cq.read(queue_offset as u64 * CQ_UNIT_SIZE, CQ_UNIT_SIZE);
             let Some(unit) = unit else {
                 if to.is_some() {
                     violations.push(fail(format!(
@@ -116,7 +125,7 @@ pub fn check(
                 size,
                 tags_code,
             };
-            if let Some(problem) = check_unit(facts, &commitlog, topic, &unit) {
+            if let Some(problem) = check_unit(&commitlog, topic, &unit) {
                 violations.push(fail(format!("unit {queue_offset}: {problem}")));
                 if violations.len() > VIOLATIONS_SHOWN_MAX {
                     return violations;
@@ -139,12 +148,7 @@ struct Unit {
     tags_code: i64,
 }
 
-fn check_unit(
-    facts: &BrokerFacts,
-    commitlog: &[(u64, PathBuf)],
-    topic: &str,
-    unit: &Unit,
-) -> Option<String> {
+fn check_unit(commitlog: &Segments, topic: &str, unit: &Unit) -> Option<String> {
     let Unit {
         queue_id,
         queue_offset,
@@ -157,12 +161,12 @@ fn check_unit(
             "bad unit (commitlog_offset {commitlog_offset}, size {size})"
         ));
     }
-    let Some(bytes) = read_segmented(facts, commitlog, commitlog_offset as u64, size as u64) else {
+    let Some(bytes) = commitlog.read(commitlog_offset as u64, size as u64) else {
         return Some(format!(
             "points at CommitLog [{commitlog_offset}, +{size}) which no segment holds"
         ));
     };
-    let (msg, decoded_size) = match apogee::message::decode_entry(&bytes, true) {
+    let (msg, decoded_size) = match apogee::message::decode_entry(bytes, true) {
         Ok(x) => x,
         Err(e) => {
             return Some(format!(

@@ -59,10 +59,12 @@ impl ClientEnv {
             .map_err(|e| anyhow!("runtime build: {e:?}"))?;
         // A second install in the same process cannot replace the global tracing subscriber; the client
         // reports that in the guard and carries on, which is all the tests need.
-        let telemetry = rocketmq_observability::install_global(
-            &rocketmq_observability::TelemetryBootstrapConfig::default(),
-        )
-        .map_err(|e| anyhow!("telemetry: {e:?}"))?;
+        // The client logs a lot at info; keep test output readable (INTEROP_CLIENT_LOG=info to see it).
+        let mut telemetry_config = rocketmq_observability::TelemetryBootstrapConfig::default();
+        telemetry_config.logging.filter =
+            std::env::var("INTEROP_CLIENT_LOG").unwrap_or_else(|_| "warn".to_string());
+        let telemetry = rocketmq_observability::install_global(&telemetry_config)
+            .map_err(|e| anyhow!("telemetry: {e:?}"))?;
         let runtime = ClientRuntime::try_new(
             owner.root_context().component("client"),
             ClientRuntimeConfig::default(),

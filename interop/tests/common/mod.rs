@@ -33,7 +33,7 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds `apogee`'s binaries once per test process with the same cargo, profile and target directory as
+/// Builds the workspace's binaries once per test process with the same cargo, profile and target directory as
 /// this test binary (target/<profile>/deps/<test> → target/<profile>), so `cargo test --workspace` from a
 /// clean clone works and a stale binary is never used. `APOGEE_BIN_DIR` skips the build (pre-built binaries).
 pub fn binaries() -> &'static Binaries {
@@ -81,7 +81,11 @@ fn build_binaries() -> Result<Binaries> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(workspace_root())
-            .args(["build", "-p", "apogee", "--bins", "--target-dir"])
+            // Same package selection and dev-dependency activation as `cargo test --workspace` /
+            // `cargo build --workspace --all-targets` (scripts/test.sh): shared dependencies then resolve
+            // to the same features, so this is a no-op there instead of a rebuild of tokio and apogee
+            // with apogee-only features.
+            .args(["build", "--workspace", "--bins", "--tests", "--target-dir"])
             .arg(target_dir);
         match profile.as_str() {
             "debug" => {}
@@ -96,10 +100,10 @@ fn build_binaries() -> Result<Binaries> {
         let out = cmd
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("running {cargo} build -p apogee --bins"))?;
+            .with_context(|| format!("running {cargo} build --workspace --bins --tests"))?;
         if !out.status.success() {
             bail!(
-                "`cargo build -p apogee --bins` failed ({}):\n{}",
+                "`cargo build --workspace --bins --tests` failed ({}):\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );

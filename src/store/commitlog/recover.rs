@@ -26,6 +26,8 @@ pub struct RecoveryOutcome {
     pub entries_scanned: u64,
     pub files_deleted: usize,
     pub entries_dispatched: usize,
+    /// Bytes re-written during abnormal recovery (possibly unflushed region).
+    pub bytes_rewritten: u64,
     /// Why the scan stopped (None when it ran to the end of the last file).
     pub stop_reason: Option<String>,
 }
@@ -104,6 +106,15 @@ impl CommitLog {
         } else {
             let start_index = self.choose_scan_start(ctx)?;
             let mut offset = files[start_index].start_offset;
+            // Entries stored after the last successful flush recorded in the checkpoint (with
+            // RocketMQ's 3 s of slack) may exist only in the page cache.
+            let physic_ts = ctx.checkpoint.physic_msg_timestamp;
+            let maybe_unflushed_ts = if physic_ts > 0 {
+                physic_ts - 3000
+            } else {
+                i64::MIN
+            };
+            let mut rewrite_from: Option<u64> = None;
             out.scan_start = offset;
             let mut current_file = usize::MAX;
             loop {
@@ -119,6 +130,9 @@ impl CommitLog {
                     EntryAt::Message(bytes) => {
                         if let Ok((m, _)) = crate::message::entry::decode_entry(&bytes, false) {
                             last_store_timestamp = m.store_timestamp;
+                            if rewrite_from.is_none() && m.store_timestamp >= maybe_unflushed_ts {
+                                rewrite_from = Some(offset);
+                            }
                         }
                         offset += bytes.len() as u64;
                         out.bytes_scanned += bytes.len() as u64;
@@ -146,6 +160,15 @@ impl CommitLog {
             out.files_deleted = self.truncate_to(offset)?;
             // The scanned region may live only in the page cache (process crash): make it
             // durable before new entries are acknowledged after it.
+            if ctx.abnormal {
+                // After a failed fsync Linux marks the dirty pages clean while they may never
+                // have reached the disk; a restarted process still reads them from the cache
+                // and a plain fsync would not write them again. Re-write what may be
+                // unflushed so the fsync below really persists it.
+                let from = rewrite_from.unwrap_or(offset);
+                out.bytes_rewritten = offset.saturating_sub(from);
+                self.rewrite_region(from, offset)?;
+            }
             self.sync_region(out.scan_start, offset)?;
         }
         ctx.cq
@@ -229,6 +252,7 @@ impl CommitLog {
             entries = out.entries_scanned,
             dispatched = out.entries_dispatched,
             deleted_files = out.files_deleted,
+            rewritten = out.bytes_rewritten,
             mb_per_s = format!("{mb_per_s:.1}"),
             "CommitLog recovery done"
         );
@@ -299,6 +323,31 @@ impl CommitLog {
             file.file
                 .sync_range(from, dirty_end - from)
                 .map_err(io("fsync"))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `[from, to)` and writes the same bytes back, dirtying the pages again.
+    fn rewrite_region(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let mut buf = vec![0u8; ZERO_CHUNK_BYTES as usize];
+        for f in self.files.files() {
+            if f.end_offset() <= from || f.start_offset >= to {
+                continue;
+            }
+            let mut pos = from.max(f.start_offset) - f.start_offset;
+            let end = to.min(f.end_offset()) - f.start_offset;
+            while pos < end {
+                let n = (end - pos).min(ZERO_CHUNK_BYTES) as usize;
+                f.read_at(pos, &mut buf[..n])?;
+                f.file
+                    .write_at(pos, &buf[..n])
+                    .map_err(|source| StoreError::Io {
+                        op: "rewrite",
+                        path: f.path.clone(),
+                        source,
+                    })?;
+                pos += n as u64;
+            }
         }
         Ok(())
     }
