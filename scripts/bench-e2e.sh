@@ -8,6 +8,7 @@
 # Every cell: a producer run of DUR seconds on its own topic (8 queues), then a consumer that
 # reads that backlog from the first offset (catch-up read) and must receive exactly what was
 # sent. The machine is shared: compare figures within one run (ratios), not across runs.
+# Needs: jq, awk, Linux /proc (VmRSS/RssAnon). Ports NSP (29876) and BP (30911, BP-2, BP+1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
