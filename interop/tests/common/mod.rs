@@ -390,6 +390,9 @@ impl Cluster {
         conf.push_str(&format!("listenPort={}\n", self.broker_port));
         conf.push_str(&format!("haListenPort={}\n", self.broker_port + 1));
         conf.push_str("brokerIP1=127.0.0.1\n");
+        // The shared CI volume can be nearly full: keep the disk-full guard out of these tests.
+        conf.push_str("diskSpaceWarningLevelRatio=0.999\n");
+        conf.push_str("cleanFileForciblyEnable=false\n");
         conf.push_str(&format!(
             "storePathRootDir={}\n",
             self.store_root().display()
