@@ -591,6 +591,30 @@ async fn sabotage_before_liveness(
                 .with_ext("commitOffset", q.committed_offset / 2);
                 let _ = client.invoke(&q.broker, rogue, 3_000).await;
                 o.trace().event("sabotage: rogue offset commit");
+                // Read it back at once, before any consumer re-commits its own position: the
+                // checker must see the broker report an offset no client committed.
+                let started_at = apogee::rt::now();
+                let query = apogee::remoting::RemotingCommand::request(
+                    apogee::remoting::request_code::QUERY_CONSUMER_OFFSET,
+                )
+                .with_ext("consumerGroup", &c.group)
+                .with_ext("topic", &c.topic)
+                .with_ext("queueId", q.queue_id);
+                if let Ok(resp) = client.invoke(&q.broker, query, 3_000).await {
+                    if let Ok(offset) = resp.required::<i64>("offset") {
+                        o.record_offset_event(OffsetEvent {
+                            broker: q.broker.clone(),
+                            broker_incarnation: inc,
+                            group: c.group.clone(),
+                            topic: c.topic.clone(),
+                            queue_id: q.queue_id,
+                            offset,
+                            started_at,
+                            finished_at: apogee::rt::now(),
+                            kind: OffsetEventKind::Query,
+                        });
+                    }
+                }
             })
             .await;
         }

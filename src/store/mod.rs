@@ -501,9 +501,11 @@ impl MessageStore {
                     }
                     FlushWait::Failed(reason) => return refused(reason),
                 }
-            } else {
+            } else if !wait || !inner.config.debug_bugs.ack_sync_flush_before_fsync {
                 inner.group_commit.wake();
             }
+            // With the deliberate bug the flush loop's own timer makes the acked bytes durable
+            // later, leaving a window in which a power loss loses an acknowledged message.
         }
         // HA hook (replication.rs): SYNC_MASTER waits for a slave; the results combine.
         let (status, remark) = self
