@@ -151,21 +151,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C (rt::shutdown_signal) or, on Unix, SIGTERM (what process managers and `kill` send):
-/// both shut down cleanly so offsets and configs are persisted.
+/// Ctrl-C or SIGTERM (rt::shutdown_signal): both shut down cleanly so offsets and configs are
+/// persisted.
 async fn wait_for_shutdown() {
-    #[cfg(all(unix, not(madsim)))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            rt::select! {
-                biased;
-                _ = rt::shutdown_signal() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
     rt::shutdown_signal().await;
 }
 

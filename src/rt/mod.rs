@@ -129,10 +129,23 @@ pub fn buggify_with_prob(probability: f64) -> bool {
     }
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C / SIGINT). Never resolves under madsim.
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// process managers and `kill` send). Never resolves under madsim.
 pub async fn shutdown_signal() {
     #[cfg(not(madsim))]
     {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
     #[cfg(madsim)]

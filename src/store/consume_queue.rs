@@ -555,6 +555,44 @@ impl ConsumeQueue {
         })
     }
 
+    fn rewrite_tags_code_locked(
+        &self,
+        st: &mut QueueState,
+        unit: CqUnit,
+        tags_code: i64,
+    ) -> Result<()> {
+        let byte_pos = unit.queue_offset as u64 * CQ_STORE_UNIT_SIZE;
+        let Some(idx) = self.file_for(st, byte_pos) else {
+            return Err(ConsumeQueueError::Corrupt {
+                path: self.dir.clone(),
+                offset: byte_pos,
+                reason: format!("no file holds queue offset {}", unit.queue_offset),
+            });
+        };
+        let f = &st.files[idx];
+        let bytes = encode_unit(unit.commitlog_offset, unit.size, tags_code);
+        tracing::warn!(
+            path = %f.path.display(),
+            queue_offset = unit.queue_offset,
+            stored_tags_code = unit.tags_code,
+            tags_code,
+            "repairing a torn ConsumeQueue unit from the CommitLog"
+        );
+        f.file
+            .write_at(byte_pos - f.start_byte_offset, &bytes)
+            .map_err(io_err("write", &f.path))?;
+        // Make it durable now: everything before the flushed position is trusted later.
+        f.file
+            .sync_range(byte_pos - f.start_byte_offset, CQ_STORE_UNIT_SIZE)
+            .map_err(io_err("sync", &f.path))?;
+        if let Some(last) = st.last_unit.as_mut() {
+            if last.queue_offset == unit.queue_offset {
+                last.tags_code = tags_code;
+            }
+        }
+        Ok(())
+    }
+
     fn create_file(&self, start_byte_offset: u64) -> Result<CqFile> {
         self.disk
             .create_dir_all(&self.dir)
@@ -614,6 +652,12 @@ impl ConsumeQueue {
             };
             return match existing {
                 Some(u) if u.commitlog_offset == commitlog_offset && u.size == size => {
+                    if u.tags_code != tags_code {
+                        // A torn power loss can cut a unit at a sector boundary, keeping its
+                        // offset and size but not its tags code. The CommitLog is the truth:
+                        // repair the derived unit in place.
+                        self.rewrite_tags_code_locked(&mut st, u, tags_code)?;
+                    }
                     Ok(max_offset)
                 }
                 None if commitlog_offset + size as i64
