@@ -317,7 +317,7 @@ fn apply_transfer(
     }
     if !*started && pending.is_empty() {
         // Empty slave: the master picks the start (its last file); it must be file-aligned.
-        if offset as u64 % file_size != 0 {
+        if !(offset as u64).is_multiple_of(file_size) {
             return Err(HaError::Protocol(format!(
                 "master starts this empty slave at {offset}, not a CommitLog file boundary \
                  (file size {file_size}); different mappedFileSizeCommitLog?"

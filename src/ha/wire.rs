@@ -2,6 +2,7 @@
 //! * slave → master: 8-byte big-endian i64, the slave's CommitLog max offset;
 //! * master → slave: `offset:i64 | size:i32` header, then `size` raw CommitLog bytes
 //!   (`size` 0 = heartbeat).
+//!
 //! Plus the slave's splitter that keeps only whole entries for the store.
 
 use bytes::{Buf, Bytes, BytesMut};

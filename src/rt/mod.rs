@@ -64,6 +64,7 @@ pub fn now_ms() -> i64 {
 
 /// The runtime's random number generator: seeded by `MADSIM_TEST_SEED` under madsim, the OS
 /// generator in production.
+#[allow(clippy::disallowed_methods)] // the seam itself
 pub fn rng() -> impl madsim::rand::Rng {
     madsim::rand::thread_rng()
 }

@@ -146,7 +146,7 @@ impl MessageStore {
         let local_max = inner.log.max_offset();
         if inner.log.files.count() == 0 && offset != 0 {
             let file_size = inner.log.file_size();
-            if offset % file_size != 0 {
+            if !offset.is_multiple_of(file_size) {
                 return Err(StoreError::Poisoned(format!(
                     "empty slave store cannot start at {offset}: not a multiple of the \
                      CommitLog file size {file_size}"

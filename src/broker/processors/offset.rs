@@ -60,13 +60,15 @@ pub fn update_consumer_offset(
     Ok(Some(request.response(rc::SUCCESS, None)))
 }
 
-pub fn get_max_offset(
+/// GET_MAX_OFFSET / GET_MIN_OFFSET: `topic!, queueId!` → header `offset`.
+fn queue_offset_response(
     controller: &Arc<BrokerController>,
     request: &RemotingCommand,
+    read: fn(&crate::store::MessageStore, &str, i32) -> i64,
 ) -> ProcessResult {
     let topic: String = request.required("topic")?;
     let queue_id: i32 = request.required("queueId")?;
-    let offset = controller.store.max_offset_in_queue(&topic, queue_id);
+    let offset = read(&controller.store, &topic, queue_id);
     Ok(Some(
         request
             .response(rc::SUCCESS, None)
@@ -74,18 +76,22 @@ pub fn get_max_offset(
     ))
 }
 
+pub fn get_max_offset(
+    controller: &Arc<BrokerController>,
+    request: &RemotingCommand,
+) -> ProcessResult {
+    queue_offset_response(controller, request, |store, topic, queue_id| {
+        store.max_offset_in_queue(topic, queue_id)
+    })
+}
+
 pub fn get_min_offset(
     controller: &Arc<BrokerController>,
     request: &RemotingCommand,
 ) -> ProcessResult {
-    let topic: String = request.required("topic")?;
-    let queue_id: i32 = request.required("queueId")?;
-    let offset = controller.store.min_offset_in_queue(&topic, queue_id);
-    Ok(Some(
-        request
-            .response(rc::SUCCESS, None)
-            .with_ext("offset", offset),
-    ))
+    queue_offset_response(controller, request, |store, topic, queue_id| {
+        store.min_offset_in_queue(topic, queue_id)
+    })
 }
 
 pub fn get_earliest_msg_storetime(
