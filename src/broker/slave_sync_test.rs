@@ -101,6 +101,8 @@ fn commit_forward_never_rewinds() {
     assert_eq!(m.query("g", "T", 0), Some(9));
 }
 
+// Reads better as a list of overrides than as one struct literal with a nested store config.
+#[allow(clippy::field_reassign_with_default)]
 fn broker_config(ns: &str, role: BrokerRole, broker_id: i64) -> BrokerConfig {
     let mut config = BrokerConfig::default();
     config.listen_port = 0;
