@@ -145,3 +145,16 @@ fn liveness_fires_when_a_broker_never_heals() {
         spec
     });
 }
+
+#[test]
+fn committed_offsets_monotonic_fires_when_slave_sync_overwrites_newer_offsets() {
+    assert_fires(invariants::committed_offsets_monotonic::NAME, || {
+        // t72's master outages, with the slave's metadata sync taking the master's older
+        // offsets over the ones consumers committed on the slave (RocketMQ #1094).
+        let mut spec = scenario::ha_offsets_outage_spec("t90_slave_sync_overwrites_offsets");
+        for broker in &mut spec.brokers {
+            broker.debug_bugs.slave_sync_overwrites_newer_offsets = true;
+        }
+        spec
+    });
+}

@@ -29,6 +29,19 @@ pub enum FaultKind {
     Latency,
     /// Kill a consumer (it leaves the group), restart it later (it rejoins as a new client).
     ConsumerChurn,
+    /// Crash a master (never its slave), restart it later: consumers fall back to the slave.
+    CrashMaster(CrashMode),
+    /// Isolate a master (never its slave) from everybody, heal later.
+    PartitionMaster,
+}
+
+/// Masters among broker node names (slaves are named `<master>-s`).
+fn masters(brokers: &[String]) -> Vec<String> {
+    brokers
+        .iter()
+        .filter(|n| !n.ends_with("-s"))
+        .cloned()
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +206,23 @@ pub async fn run_safety_phase(
             }
             FaultKind::Latency => {
                 cluster.set_latency(Duration::from_millis(20), Duration::from_millis(300));
+                counts.network_faults += 1;
+                apogee::rt::sleep(hold).await;
+                cluster.heal_network();
+            }
+            FaultKind::CrashMaster(mode) => {
+                let b = pick(&masters(&brokers));
+                cluster.crash(&b, mode);
+                counts.broker_crashes += 1;
+                if mode != CrashMode::ProcessCrash {
+                    counts.power_losses += 1;
+                }
+                apogee::rt::sleep(hold).await;
+                cluster.restart(&b);
+            }
+            FaultKind::PartitionMaster => {
+                let b = pick(&masters(&brokers));
+                cluster.partition(&[b]);
                 counts.network_faults += 1;
                 apogee::rt::sleep(hold).await;
                 cluster.heal_network();

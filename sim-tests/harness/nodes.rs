@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use apogee::config::{BrokerConfig, NamesrvConfig};
-use apogee::store::{DebugBugs, FlushDiskType};
+use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 
 use super::cluster::{NodeContext, NodeMain};
 
@@ -51,14 +51,21 @@ pub struct SimBrokerConfig {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
     pub store_root: PathBuf,
+    /// 0 for a master, > 0 for a slave (t72: a master/slave broker group).
+    pub broker_id: i64,
+    pub role: BrokerRole,
 }
+
+/// A slave's metadata sync period in simulations (RocketMQ's 10 s would leave a scenario
+/// few rounds).
+pub const SIM_SLAVE_SYNC_INTERVAL_MS: u64 = 1_000;
 
 impl SimBrokerConfig {
     pub fn to_broker_config(&self) -> BrokerConfig {
         let mut c = BrokerConfig {
             broker_cluster_name: "SimCluster".into(),
             broker_name: self.broker_name.clone(),
-            broker_id: 0,
+            broker_id: self.broker_id,
             namesrv_addrs: self.namesrv_addrs.clone(),
             listen_port: self.port,
             broker_ip1: self.ip,
@@ -66,7 +73,11 @@ impl SimBrokerConfig {
             register_name_server_period_ms: 3_000,
             ..BrokerConfig::default()
         };
+        c.slave_sync_interval_ms = SIM_SLAVE_SYNC_INTERVAL_MS;
+        // The master's HA port (BrokerConfig's default is 10912 = BROKER_PORT + 1).
+        c.ha_listen_port = self.port + 1;
         let s = &mut c.store;
+        s.broker_role = self.role;
         s.store_path_root_dir = self.store_root.clone();
         // Small files: every run rolls CommitLog and ConsumeQueue files several times.
         s.mapped_file_size_commitlog = 256 * 1024;

@@ -121,7 +121,17 @@ pub struct OracleState {
     pub offset_events: Vec<OffsetEvent>,
     /// Final scan: (broker, topic, queue_id) -> (min offset, max offset) reported by the broker.
     pub scanned_queues: BTreeMap<(String, String, i32), (i64, i64)>,
+    /// Broker address -> broker group (brokerName) for masters and their slaves: a committed
+    /// offset read on one may have been committed on another of its group (metadata sync).
+    pub broker_groups: BTreeMap<String, String>,
     next_id: MessageId,
+}
+
+impl OracleState {
+    /// The broker group of `addr` (the address itself when unknown).
+    pub fn broker_group<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.broker_groups.get(addr).map_or(addr, String::as_str)
+    }
 }
 
 #[derive(Clone)]
@@ -139,6 +149,12 @@ impl Oracle {
             })),
             trace,
         }
+    }
+
+    pub fn set_broker_group(&self, addr: &str, group: &str) {
+        self.state()
+            .broker_groups
+            .insert(addr.to_string(), group.to_string());
     }
 
     /// Read access for checkers.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apogee::store::{DebugBugs, FlushDiskType};
+use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 
 use super::cluster::{addr, broker_ip, client_ip, namesrv_ip, on_node, Cluster, NodeContext, Role};
 use super::cluster::{BROKER_PORT, NAMESRV_PORT};
@@ -29,6 +29,10 @@ pub const STORE_ROOT: &str = "/store";
 pub struct BrokerSpec {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
+    /// The broker's role (ASYNC_MASTER unless a scenario replicates).
+    pub role: BrokerRole,
+    /// Add a SLAVE (brokerId 1, node `<name>-s`, same debug bugs) replicating this master.
+    pub with_slave: bool,
 }
 
 impl BrokerSpec {
@@ -36,8 +40,24 @@ impl BrokerSpec {
         BrokerSpec {
             flush,
             debug_bugs: DebugBugs::default(),
+            role: BrokerRole::AsyncMaster,
+            with_slave: false,
         }
     }
+
+    /// A master of `role` with a slave.
+    pub fn with_slave(flush: FlushDiskType, role: BrokerRole) -> Self {
+        BrokerSpec {
+            role,
+            with_slave: true,
+            ..BrokerSpec::new(flush)
+        }
+    }
+}
+
+/// Node name of the slave of master node `master`.
+pub fn slave_node_name(master: &str) -> String {
+    format!("{master}-s")
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +109,30 @@ impl ScenarioSpec {
             sabotage: Sabotage::None,
         }
     }
+}
+
+/// t72's scenario (shared with t90): one master (SYNC_MASTER or ASYNC_MASTER, drawn from the
+/// seed) and its SLAVE; the master is crashed (process crash) or partitioned away for seconds
+/// at a time, so consumers move to the slave, commit there, and come back.
+pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
+    let mut spec = ScenarioSpec::new(name);
+    let role = if super::chance(0.5) {
+        BrokerRole::SyncMaster
+    } else {
+        BrokerRole::AsyncMaster
+    };
+    spec.brokers = vec![BrokerSpec::with_slave(FlushDiskType::SyncFlush, role)];
+    let mut plan = FaultPlan::new(vec![
+        super::faults::FaultKind::CrashMaster(super::disk::CrashMode::ProcessCrash),
+        super::faults::FaultKind::PartitionMaster,
+    ]);
+    // Outages long enough for consumers to move to the slave and commit there.
+    plan.gap_ms = (2_000, 5_000);
+    plan.hold_ms = (4_000, 10_000);
+    spec.plan = plan;
+    spec.safety = Duration::from_secs(30);
+    spec.liveness_deadline = Duration::from_secs(60);
+    spec
 }
 
 pub struct ScenarioResult {
@@ -146,6 +190,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         );
     }
     let mut brokers = Vec::new();
+    let mut slaves = BTreeMap::new();
     let mut facts = BTreeMap::new();
     for (i, b) in spec.brokers.iter().enumerate() {
         let name = format!("broker-{}", (b'a' + i as u8) as char);
@@ -159,7 +204,15 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             flush: b.flush,
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
+            broker_id: 0,
+            role: b.role,
         };
+        let slave_cfg = b.with_slave.then(|| SimBrokerConfig {
+            ip: broker_ip(100 + i as u8),
+            broker_id: 1,
+            role: BrokerRole::Slave,
+            ..cfg.clone()
+        });
         cluster.add_node(
             &name,
             Role::Broker,
@@ -167,6 +220,29 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             Some(disk.clone()),
             broker_main(cfg),
         );
+        oracle.set_broker_group(&addr(ip, BROKER_PORT), &name);
+        if let Some(slave_cfg) = slave_cfg {
+            let slave_name = slave_node_name(&name);
+            let slave_ip = slave_cfg.ip;
+            cluster.add_node(
+                &slave_name,
+                Role::Broker,
+                slave_ip,
+                Some(SimDiskHandle::new(STORE_ROOT)),
+                broker_main(slave_cfg),
+            );
+            let slave_addr = addr(slave_ip, BROKER_PORT);
+            oracle.set_broker_group(&slave_addr, &name);
+            slaves.insert(
+                addr(ip, BROKER_PORT),
+                BrokerInfo {
+                    name: slave_name.clone(),
+                    addr: slave_addr,
+                    flush: b.flush,
+                    status: cluster_status(&cluster, &slave_name),
+                },
+            );
+        }
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -188,6 +264,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     wcfg.body_bytes_max = spec.body_bytes_max;
     wcfg.batch_size_max = spec.batch_size_max;
     wcfg.queue_count = spec.queue_count;
+    wcfg.slaves = slaves;
 
     // Admin node: topic creation, probes, progress queries and the final scan.
     cluster.add_node(
@@ -664,7 +741,7 @@ fn corrupt_consume_queue_unit(
 /// Reads the group's committed offset of every queue and records each found value as a Query.
 async fn record_committed_offsets(cfg: &WorkloadConfig, oracle: &Oracle) {
     let client = apogee::remoting::RemotingClient::new();
-    for b in &cfg.brokers {
+    for b in cfg.brokers.iter().chain(cfg.slaves.values()) {
         for queue_id in 0..cfg.queue_count {
             let started_at = apogee::rt::now();
             let incarnation = b.incarnation();
