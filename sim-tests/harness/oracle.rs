@@ -124,6 +124,10 @@ pub struct OracleState {
     /// Broker address -> broker group (brokerName) for masters and their slaves: a committed
     /// offset read on one may have been committed on another of its group (metadata sync).
     pub broker_groups: BTreeMap<String, String>,
+    /// Consumer commits the broker acknowledged, with the acknowledgement's arrival.
+    pub acked_commits: Vec<OffsetEvent>,
+    /// Instants of injected faults and heals (copied from the trace before checking).
+    pub disturbances: Vec<Instant>,
     next_id: MessageId,
 }
 
@@ -149,6 +153,10 @@ impl Oracle {
             })),
             trace,
         }
+    }
+
+    pub fn record_acked_commit(&self, event: OffsetEvent) {
+        self.state().acked_commits.push(event);
     }
 
     pub fn set_broker_group(&self, addr: &str, group: &str) {

@@ -930,6 +930,17 @@ pub async fn consumer_main(
                     commit_offset(&client, &serving, &cfg.group, &cfg.topic, queue_id, offset)
                         .await;
                 if acked {
+                    oracle.record_acked_commit(OffsetEvent {
+                        broker: serving.clone(),
+                        broker_incarnation: incarnation,
+                        group: cfg.group.clone(),
+                        topic: cfg.topic.clone(),
+                        queue_id,
+                        offset,
+                        started_at,
+                        finished_at: rt::now(),
+                        kind: OffsetEventKind::Commit { acked: true },
+                    });
                     if let Some(state) = owned.get_mut(&(broker.clone(), queue_id)) {
                         state.committed = offset;
                         state.committed_at = Some(rt::now());

@@ -9,6 +9,7 @@ pub mod cq_points_at_commitlog;
 pub mod liveness;
 pub mod no_phantom;
 pub mod queue_offsets;
+pub mod reconsume_window;
 
 use std::collections::BTreeMap;
 
@@ -84,6 +85,7 @@ pub fn check_final(input: &CheckInput, report: &mut Report) -> Vec<Violation> {
     v.extend(acked_not_lost::check(input, report));
     v.extend(queue_offsets::check_final_scan(input));
     v.extend(committed_offsets_monotonic::check_final(input));
+    v.extend(reconsume_window::check(input, report));
     for (addr, facts) in input.brokers {
         let bounds: BTreeMap<i32, (i64, i64)> = input
             .oracle
