@@ -158,3 +158,16 @@ fn committed_offsets_monotonic_fires_when_slave_sync_overwrites_newer_offsets() 
         spec
     });
 }
+
+#[test]
+fn reconsume_window_fires_when_slave_sync_skips_offsets() {
+    assert_fires(invariants::reconsume_window::NAME, || {
+        // t72 with a slave that never copies its master's offsets: a consumer moving to it
+        // would start far behind what the group committed long ago.
+        let mut spec = scenario::ha_offsets_outage_spec("t90_slave_sync_skips_offsets");
+        for broker in &mut spec.brokers {
+            broker.debug_bugs.slave_sync_skips_offsets = true;
+        }
+        spec
+    });
+}

@@ -129,8 +129,9 @@ pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
         super::faults::FaultKind::CrashMaster(super::disk::CrashMode::ProcessCrash),
         super::faults::FaultKind::PartitionMaster,
     ]);
-    // Outages long enough for consumers to move to the slave and commit there.
-    plan.gap_ms = (2_000, 5_000);
+    // Outages long enough for consumers to move to the slave and commit there; quiet gaps
+    // long enough for reconsume_window to check reads.
+    plan.gap_ms = (4_000, 9_000);
     plan.hold_ms = (4_000, 10_000);
     spec.plan = plan;
     spec.safety = Duration::from_secs(30);

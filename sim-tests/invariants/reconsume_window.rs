@@ -25,9 +25,9 @@ use crate::harness::oracle::{ObservedBy, OffsetEventKind};
 
 pub const NAME: &str = "reconsume_window";
 
-/// Slave sync period (1 s in simulations) + one sync round bounded by its 3 s request
-/// timeout, twice, rounded up.
-pub const WINDOW_MS: u64 = 8_000;
+/// Slave sync period (1 s in simulations) + one sync round cut short by its 3 s request
+/// timeout, + the push round, rounded up.
+pub const WINDOW_MS: u64 = 6_000;
 
 fn quiet(disturbances: &[Instant], from: Instant, to: Instant) -> bool {
     !disturbances.iter().any(|d| *d >= from && *d <= to)
