@@ -476,19 +476,22 @@ impl MessageStore {
             return refused(reason);
         }
         let end_offset = appended.wrote_offset + appended.wrote_bytes;
+        if let Some(job) = inner.log.warm_job(end_offset) {
+            // Page faults ahead of the writer happen on a blocking thread, not in appends.
+            let log = inner.log.clone();
+            crate::rt::spawn(async move { crate::rt::blocking(move || log.warm(job)).await });
+        }
         self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
-        let msg_id = appended
-            .commitlog_offsets
-            .iter()
-            .map(|off| {
-                crate::message::msg_id::create_offset_msg_id(
-                    store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                    *off as i64,
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",");
+        let store_host = store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let msg_id = match &appended.commitlog_offsets[..] {
+            [one] => crate::message::msg_id::create_offset_msg_id(store_host, *one as i64),
+            many => many
+                .iter()
+                .map(|off| crate::message::msg_id::create_offset_msg_id(store_host, *off as i64))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         let append = AppendResult {
             wrote_offset: appended.wrote_offset as i64,
             wrote_bytes: appended.wrote_bytes as i32,

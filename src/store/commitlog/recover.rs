@@ -14,7 +14,7 @@ use crate::store::error::StoreError;
 use crate::store::key_index::KeyIndex;
 use crate::store::DebugBugs;
 
-use super::{CommitLog, EntryAt};
+use super::{CommitLog, EntryAt, EntryKind};
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,6 +176,7 @@ impl CommitLog {
             }
             out.scan_start = offset;
             let mut current_file = usize::MAX;
+            let mut buf = Vec::new();
             loop {
                 let Some(file) = self.files.find(offset) else {
                     break; // ran past the last file: the log is full to its end
@@ -192,23 +193,23 @@ impl CommitLog {
                         "recovering CommitLog file"
                     );
                 }
-                match self.read_entry_at(offset, ctx.check_crc)? {
-                    EntryAt::Message(bytes) => {
-                        if let Ok((m, _)) = crate::message::entry::decode_entry(&bytes, false) {
+                match self.read_entry_into(offset, ctx.check_crc, &mut buf)? {
+                    EntryKind::Message => {
+                        if let Ok((m, _)) = crate::message::entry::parse_entry(&buf, false) {
                             last_store_timestamp = m.store_timestamp;
                             if rewrite_from.is_none() && m.store_timestamp >= maybe_unflushed_ts {
                                 rewrite_from = Some(offset);
                             }
                         }
-                        offset += bytes.len() as u64;
-                        out.bytes_scanned += bytes.len() as u64;
+                        offset += buf.len() as u64;
+                        out.bytes_scanned += buf.len() as u64;
                         out.entries_scanned += 1;
                     }
-                    EntryAt::Blank => {
+                    EntryKind::Blank => {
                         out.bytes_scanned += file.end_offset() - offset;
                         offset = file.end_offset();
                     }
-                    EntryAt::Invalid(reason) => {
+                    EntryKind::Invalid(reason) => {
                         if reason != "zeros (end of data)" {
                             tracing::warn!(
                                 path = %file.path.display(),
