@@ -102,21 +102,21 @@ impl CommitLog {
     }
 
     /// Where re-dispatch starts: the checkpoint's dispatch safe point (every entry before it
-    /// has its ConsumeQueue unit and index keys durable), else the scan start; earlier when the
+    /// has its ConsumeQueue unit and index keys durable), else the first file; earlier when the
     /// ConsumeQueues hold less than that (lost or deleted files). Call after the ConsumeQueues
     /// were truncated to `valid_end`.
     fn choose_dispatch_start(
         &self,
         ctx: &RecoveryContext<'_>,
-        scan_start: u64,
         valid_end: u64,
     ) -> Result<u64, StoreError> {
         let first_start = self.files.min_offset();
         let safe = ctx.checkpoint.dispatch_flushed_offset.max(0) as u64;
+        // Zero means unknown (a RocketMQ checkpoint) or nothing proven: replay everything.
         let mut start = if safe > 0 && safe.min(valid_end) >= first_start {
             safe.min(valid_end)
         } else {
-            scan_start
+            first_start
         };
         let cq_ref = ctx.cq.max_commitlog_offset_referenced().max(0) as u64;
         if cq_ref < start {
@@ -263,7 +263,7 @@ impl CommitLog {
         out.dispatch_start = if out.valid_end == 0 && self.files.count() == 0 {
             0
         } else {
-            self.choose_dispatch_start(ctx, out.scan_start, out.valid_end)?
+            self.choose_dispatch_start(ctx, out.valid_end)?
         };
         let mode = if out.dispatch_start == first_start {
             DispatchMode::ReplayFromStart
