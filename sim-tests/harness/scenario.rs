@@ -406,11 +406,6 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         }
         let _ = addr;
     }
-    violations.extend(
-        std::mem::take(&mut *cluster.ha_violations.lock().expect("violations"))
-            .into_iter()
-            .take(invariants::VIOLATIONS_SHOWN_MAX),
-    );
     let ha_snapshots = cluster.ha_snapshots.lock().expect("snapshots").clone();
     if spec.sabotage == Sabotage::CorruptConsumeQueueUnit {
         corrupt_consume_queue_unit(&cluster, &oracle, &facts);
@@ -432,6 +427,12 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         }
     }
     violations.extend(slaves_behind);
+    // Byte-prefix violations found during the run (at crashes, heals, periodic checks).
+    violations.extend(
+        std::mem::take(&mut *cluster.ha_violations.lock().expect("violations"))
+            .into_iter()
+            .take(invariants::VIOLATIONS_SHOWN_MAX),
+    );
     let summary = format!("{} {} {}", oracle.summary(), counts, report.lines.join(" "));
     trace.event(format!("scenario {} ends: {summary}", spec.name));
     ScenarioResult {
