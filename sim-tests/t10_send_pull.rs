@@ -46,8 +46,7 @@ async fn scenario() -> SimOutcome {
         flush: FlushDiskType::SyncFlush,
         debug_bugs: DebugBugs::default(),
         store_root: "/store".into(),
-        broker_id: 0,
-        role: apogee::store::BrokerRole::AsyncMaster,
+        ha: Default::default(),
     };
     cluster.add_node(
         "broker-a",

@@ -7,20 +7,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apogee::ha::HaDebugBugs;
 use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 
-use super::cluster::{addr, broker_ip, client_ip, namesrv_ip, on_node, Cluster, NodeContext, Role};
+use super::cluster::{
+    addr, broker_ip, client_ip, namesrv_ip, on_node, slave_ip, Cluster, HaPair, NodeContext, Role,
+};
 use super::cluster::{BROKER_PORT, NAMESRV_PORT};
 use super::disk::SimDiskHandle;
 use super::faults::{run_safety_phase, FaultCounts, FaultPlan};
-use super::nodes::{broker_main, namesrv_main, SimBrokerConfig};
+use super::nodes::{broker_main, ha_port, namesrv_main, SimBrokerConfig, SimHa};
 use super::oracle::{OffsetEvent, OffsetEventKind, Oracle};
 use super::workload::{
     self, client_producer_main, consumer_main, create_topic, fetch_route, producer_main,
     BrokerInfo, StopFlag, WorkloadConfig,
 };
 use super::{SimOutcome, Trace};
-use crate::invariants::{self, BrokerFacts, CheckInput, Report, Violation};
+use crate::invariants::{self, BrokerFacts, CheckInput, Report, SlaveFacts, Violation};
 
 pub const TOPIC: &str = "SimTopic";
 pub const STORE_ROOT: &str = "/store";
@@ -29,10 +32,12 @@ pub const STORE_ROOT: &str = "/store";
 pub struct BrokerSpec {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
-    /// The broker's role (ASYNC_MASTER unless a scenario replicates).
+    /// ASYNC_MASTER (RocketMQ's default) or SYNC_MASTER.
     pub role: BrokerRole,
-    /// Add a SLAVE (brokerId 1, node `<name>-s`, same debug bugs) replicating this master.
+    /// Run a SLAVE (brokerId 1, same brokerName, own SimDisk) replicating this master.
     pub with_slave: bool,
+    /// Deliberate HA bugs (t90), given to both the master and its slave.
+    pub ha_bugs: HaDebugBugs,
 }
 
 impl BrokerSpec {
@@ -42,6 +47,7 @@ impl BrokerSpec {
             debug_bugs: DebugBugs::default(),
             role: BrokerRole::AsyncMaster,
             with_slave: false,
+            ha_bugs: HaDebugBugs::default(),
         }
     }
 
@@ -53,11 +59,6 @@ impl BrokerSpec {
             ..BrokerSpec::new(flush)
         }
     }
-}
-
-/// Node name of the slave of master node `master`.
-pub fn slave_node_name(master: &str) -> String {
-    format!("{master}-s")
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +77,9 @@ pub struct ScenarioSpec {
     pub queue_count: i32,
     /// A deliberate fault outside every contract, to show a checker fires (t90 only).
     pub sabotage: Sabotage,
+    /// Consumers read and commit on a master's slave while the master is unreachable, and the
+    /// slaves' committed offsets are checked too (t72).
+    pub consumers_use_slaves: bool,
 }
 
 /// Harness-side deliberate bugs for checkers that no store switch (`DebugBugs`) exercises.
@@ -107,27 +111,29 @@ impl ScenarioSpec {
             batch_size_max: 4,
             queue_count: 4,
             sabotage: Sabotage::None,
+            consumers_use_slaves: false,
         }
     }
 }
 
 /// t72's scenario (shared with t90): one master (ASYNC_MASTER; SYNC_MASTER with
-/// `SIM_HA_ROLE=sync`) and its SLAVE; the master is crashed (process crash) or partitioned away for seconds
-/// at a time, so consumers move to the slave, commit there, and come back.
+/// `SIM_HA_ROLE=sync`) and its SLAVE; the master is crashed (process crash) or partitioned
+/// away for seconds at a time, so consumers move to the slave, commit there, and come back.
 pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
     let mut spec = ScenarioSpec::new(name);
     // ASYNC_MASTER by default. SIM_HA_ROLE=sync runs SYNC_MASTER, which passes its checkers
-    // but fails madsim's in-process determinism check: the HA master's waits use
-    // tokio::sync::watch, whose notify slot comes from tokio's thread-local RNG (not madsim's),
-    // so two runs in one process wake SYNC_MASTER waiters in different orders.
+    // but failed madsim's in-process determinism check when t72 was written: the HA master's
+    // waits use tokio::sync::watch, whose notify slot comes from tokio's thread-local RNG (not
+    // madsim's), so two runs in one process wake SYNC_MASTER waiters in different orders.
     let role = match std::env::var("SIM_HA_ROLE").as_deref() {
         Ok("sync") => BrokerRole::SyncMaster,
         _ => BrokerRole::AsyncMaster,
     };
     spec.brokers = vec![BrokerSpec::with_slave(FlushDiskType::SyncFlush, role)];
+    // Role::Broker nodes are masters only: these faults never hit the slave.
     let mut plan = FaultPlan::new(vec![
-        super::faults::FaultKind::CrashMaster(super::disk::CrashMode::ProcessCrash),
-        super::faults::FaultKind::PartitionMaster,
+        super::faults::FaultKind::CrashBroker(super::disk::CrashMode::ProcessCrash),
+        super::faults::FaultKind::PartitionBroker,
     ]);
     // Outages long enough for consumers to move to the slave and commit there; quiet gaps
     // long enough for reconsume_window to check reads.
@@ -136,6 +142,7 @@ pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
     spec.plan = plan;
     spec.safety = Duration::from_secs(30);
     spec.liveness_deadline = Duration::from_secs(60);
+    spec.consumers_use_slaves = true;
     spec
 }
 
@@ -208,15 +215,12 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             flush: b.flush,
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
-            broker_id: 0,
-            role: b.role,
+            ha: SimHa {
+                role: b.role,
+                debug_bugs: b.ha_bugs,
+                ..SimHa::default()
+            },
         };
-        let slave_cfg = b.with_slave.then(|| SimBrokerConfig {
-            ip: broker_ip(100 + i as u8),
-            broker_id: 1,
-            role: BrokerRole::Slave,
-            ..cfg.clone()
-        });
         cluster.add_node(
             &name,
             Role::Broker,
@@ -224,29 +228,69 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             Some(disk.clone()),
             broker_main(cfg),
         );
-        oracle.set_broker_group(&addr(ip, BROKER_PORT), &name);
-        if let Some(slave_cfg) = slave_cfg {
-            let slave_name = slave_node_name(&name);
-            let slave_ip = slave_cfg.ip;
+        let slave = if b.with_slave {
+            let slave_name = format!("{name}-s");
+            let sip = slave_ip(i as u8);
+            let slave_disk = SimDiskHandle::new(STORE_ROOT);
+            let scfg = SimBrokerConfig {
+                broker_name: name.clone(),
+                ip: sip,
+                port: BROKER_PORT,
+                namesrv_addrs: namesrv_addrs.clone(),
+                flush: b.flush,
+                // Only the metadata-sync bugs are the slave's (t90); the store ones stay the
+                // master's.
+                debug_bugs: DebugBugs {
+                    slave_sync_overwrites_newer_offsets: b
+                        .debug_bugs
+                        .slave_sync_overwrites_newer_offsets,
+                    slave_sync_skips_offsets: b.debug_bugs.slave_sync_skips_offsets,
+                    ..DebugBugs::default()
+                },
+                store_root: STORE_ROOT.into(),
+                ha: SimHa {
+                    role: BrokerRole::Slave,
+                    broker_id: 1,
+                    master_ha_addr: Some(addr(ip, ha_port(BROKER_PORT))),
+                    debug_bugs: b.ha_bugs,
+                },
+            };
             cluster.add_node(
                 &slave_name,
-                Role::Broker,
-                slave_ip,
-                Some(SimDiskHandle::new(STORE_ROOT)),
-                broker_main(slave_cfg),
+                Role::Slave,
+                sip,
+                Some(slave_disk.clone()),
+                broker_main(scfg),
             );
-            let slave_addr = addr(slave_ip, BROKER_PORT);
-            oracle.set_broker_group(&slave_addr, &name);
-            slaves.insert(
-                addr(ip, BROKER_PORT),
-                BrokerInfo {
-                    name: slave_name.clone(),
-                    addr: slave_addr,
-                    flush: b.flush,
-                    status: cluster_status(&cluster, &slave_name),
-                },
-            );
-        }
+            let slave_addr = addr(sip, BROKER_PORT);
+            if spec.consumers_use_slaves {
+                oracle.set_broker_group(&slave_addr, &name);
+                slaves.insert(
+                    addr(ip, BROKER_PORT),
+                    BrokerInfo {
+                        name: slave_name.clone(),
+                        addr: slave_addr,
+                        flush: b.flush,
+                        status: cluster_status(&cluster, &slave_name),
+                    },
+                );
+            }
+            cluster.add_ha_pair(HaPair {
+                master: name.clone(),
+                master_addr: addr(ip, BROKER_PORT),
+                master_disk: disk.clone(),
+                slave: slave_name.clone(),
+                slave_disk: slave_disk.clone(),
+            });
+            Some(SlaveFacts {
+                name: slave_name,
+                disk: slave_disk,
+                power_losses: Vec::new(),
+            })
+        } else {
+            None
+        };
+        oracle.set_broker_group(&addr(ip, BROKER_PORT), &name);
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -261,6 +305,8 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
                 flush: b.flush,
                 power_losses: Vec::new(),
                 disk,
+                role: b.role,
+                slave,
             },
         );
     }
@@ -355,6 +401,28 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         });
     }
 
+    // The byte-prefix checker also runs every second of the run (between fault checkpoints).
+    let ha_stop = StopFlag::new();
+    if !cluster.ha_pairs().is_empty() {
+        let pairs = cluster.ha_pairs().to_vec();
+        let found = cluster.ha_violations.clone();
+        let stop = ha_stop.clone();
+        apogee::rt::spawn(async move {
+            while !stop.is_stopped() {
+                apogee::rt::sleep_ms(1_000).await;
+                for p in &pairs {
+                    let v = invariants::ha::check_prefix(
+                        &p.master,
+                        &p.master_disk,
+                        &p.slave_disk,
+                        "periodic check",
+                    );
+                    found.lock().expect("violations").extend(v);
+                }
+            }
+        });
+    }
+
     let mut counts = FaultCounts::default();
     if violations.is_empty() {
         run_safety_phase(
@@ -380,11 +448,23 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     }
     producers_stop.stop();
     consumers_stop.stop();
+    // A slave that never catches up is a liveness failure, but the final scan is complete: the
+    // history and disk checkers still run (a diverged slave usually shows there too).
+    let slaves_behind = if violations.is_empty() {
+        wait_slaves_caught_up(&cluster, spec.liveness_deadline).await
+    } else {
+        Vec::new()
+    };
+    ha_stop.stop();
 
     for (addr, f) in facts.iter_mut() {
         f.power_losses = f.disk.power_losses();
+        if let Some(s) = f.slave.as_mut() {
+            s.power_losses = s.disk.power_losses();
+        }
         let _ = addr;
     }
+    let ha_snapshots = cluster.ha_snapshots.lock().expect("snapshots").clone();
     if spec.sabotage == Sabotage::CorruptConsumeQueueUnit {
         corrupt_consume_queue_unit(&cluster, &oracle, &facts);
     }
@@ -396,6 +476,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             oracle: &state,
             brokers: &facts,
             topic: TOPIC,
+            ha_snapshots: &ha_snapshots,
         };
         if violations.is_empty() {
             violations.extend(invariants::check_final(&input, &mut report));
@@ -404,6 +485,13 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             violations.extend(invariants::check_online(&input));
         }
     }
+    violations.extend(slaves_behind);
+    // Byte-prefix violations found during the run (at crashes, heals, periodic checks).
+    violations.extend(
+        std::mem::take(&mut *cluster.ha_violations.lock().expect("violations"))
+            .into_iter()
+            .take(invariants::VIOLATIONS_SHOWN_MAX),
+    );
     let summary = format!("{} {} {}", oracle.summary(), counts, report.lines.join(" "));
     trace.event(format!("scenario {} ends: {summary}", spec.name));
     ScenarioResult {
@@ -423,6 +511,36 @@ fn cluster_status(
     name: &str,
 ) -> Arc<std::sync::Mutex<super::cluster::NodeStatus>> {
     cluster.status_handle(name)
+}
+
+/// Every slave reaches its master's end (both logs read from the disks) before the checkers run.
+async fn wait_slaves_caught_up(cluster: &Cluster, deadline: Duration) -> Vec<Violation> {
+    let end = apogee::rt::now() + deadline;
+    for pair in cluster.ha_pairs() {
+        loop {
+            let master_end = invariants::ha::valid_end(&pair.master_disk);
+            let slave_end = invariants::ha::valid_end(&pair.slave_disk);
+            if slave_end == master_end {
+                cluster.trace().event(format!(
+                    "liveness: slave {} caught up at {slave_end}",
+                    pair.slave
+                ));
+                break;
+            }
+            if apogee::rt::now() > end {
+                return vec![Violation {
+                    invariant: invariants::liveness::NAME,
+                    detail: format!(
+                        "slave {} at {slave_end} did not catch up with master {} at \
+                         {master_end} within {deadline:?}",
+                        pair.slave, pair.master
+                    ),
+                }];
+            }
+            apogee::rt::sleep_ms(200).await;
+        }
+    }
+    Vec::new()
 }
 
 /// Creates the topic on every broker and waits until a namesrv routes it (bounded).
