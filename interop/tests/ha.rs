@@ -12,6 +12,8 @@
 //! shared CI volume is often more than 90 % full and the disk-full guard would refuse writes.
 
 #![cfg(not(madsim))]
+// Real processes on real time: the runtime seam (rt::now) is the core's rule, not this harness's.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 
@@ -608,6 +610,92 @@ fn master_killed_consumers_continue_from_the_slave() {
         );
         env.shutdown().await;
         pair.passed = true;
+        Ok(())
+    });
+}
+
+/// `conf/2m-noslave`: broker-a and broker-b (both listenPort 10911 in the seed files, so each is
+/// mapped to its own free port here, as two hosts would separate them) start and register as the
+/// masters (brokerId 0) of two broker groups of DefaultCluster.
+#[test]
+fn conf_2m_noslave_two_masters_register() {
+    binaries(); // built (once) outside the test's deadline
+    run_test(TEST_LIMIT, || async move {
+        let bins = binaries();
+        let dir = tempfile::Builder::new().prefix("apogee-ha-").tempdir()?;
+        let namesrv_port = free_port_block(1);
+        let ns_conf = dir.path().join("namesrv.conf");
+        std::fs::write(&ns_conf, format!("listenPort={namesrv_port}\n"))?;
+        let mut namesrv = Proc::spawn(
+            "mqnamesrv",
+            &bins.mqnamesrv,
+            &["-c", ns_conf.to_str().expect("utf-8")],
+            dir.path(),
+            dir.path(),
+        )?;
+        wait_port(&mut namesrv, namesrv_port, Duration::from_secs(15)).await?;
+        let ns_addr = format!("127.0.0.1:{namesrv_port}");
+        let seeds = common::workspace_root().join("conf").join("2m-noslave");
+        let mut brokers = Vec::new();
+        let mut want = BTreeMap::new();
+        for name in ["broker-a", "broker-b"] {
+            let port = free_port_block(4) + 2;
+            let text = std::fs::read_to_string(seeds.join(format!("{name}.properties")))?;
+            let conf = rewrite_conf(&text, &ns_addr, &[(10911, port)], &dir.path().join("store"));
+            let path = dir.path().join(format!("{name}.properties"));
+            std::fs::write(&path, conf)?;
+            let mut p = Proc::spawn(
+                name,
+                &bins.mqbroker,
+                &["-c", path.to_str().expect("utf-8")],
+                dir.path(),
+                dir.path(),
+            )?;
+            wait_port(&mut p, port, Duration::from_secs(30)).await?;
+            brokers.push(p);
+            want.insert(name.to_string(), format!("127.0.0.1:{port}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = remoting::call(
+                &ns_addr,
+                code::GET_BROKER_CLUSTER_INFO,
+                &[],
+                &[],
+                Duration::from_secs(3),
+            )
+            .await?;
+            let text = quote_numeric_keys(&r.body_text());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let got: BTreeMap<String, String> = want
+                .keys()
+                .filter_map(|name| {
+                    let data = &v["brokerAddrTable"][name.as_str()];
+                    let ids = data["brokerAddrs"].as_object()?;
+                    // Exactly one member, the master, in DefaultCluster.
+                    if ids.len() != 1 || data["cluster"] != "DefaultCluster" {
+                        return None;
+                    }
+                    Some((name.clone(), ids.get("0")?.as_str()?.to_string()))
+                })
+                .collect();
+            if got == want {
+                break;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = brokers.iter().map(|p| p.log_tail(60)).collect();
+                bail!(
+                    "registered {got:?}, expected {want:?}; cluster info {text}\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for mut p in brokers {
+            p.check_alive()?;
+            p.kill9();
+        }
+        namesrv.kill9();
         Ok(())
     });
 }

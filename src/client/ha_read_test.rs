@@ -4,6 +4,8 @@
 //! lists the master — and must follow the master's suggestWhichBrokerId to the slave when it is
 //! far behind with slaveReadEnable.
 
+#![allow(clippy::field_reassign_with_default)] // configs built field by field, as in the other broker tests
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
