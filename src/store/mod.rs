@@ -401,6 +401,9 @@ impl MessageStore {
         if let Some(reason) = inner.write_refused() {
             return refused(reason);
         }
+        if let Some(reason) = self.replication.write_fence() {
+            return refused(reason);
+        }
         let wait = batch.iter().any(|m| m.wait_store_msg_ok);
         let mut encoded: Vec<EncodedEntry> = Vec::with_capacity(batch.len());
         for msg in &batch {
