@@ -124,7 +124,7 @@ mod tests {
             // Change first, then persist (the callers' contract).
             table.fetch_add(1, Ordering::SeqCst);
             let (file, table, snapshots) = (file.clone(), table.clone(), snapshots.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.push(crate::rt::spawn(async move {
                 file.persist(|| {
                     snapshots.fetch_add(1, Ordering::SeqCst);
                     table.load(Ordering::SeqCst).to_string()
