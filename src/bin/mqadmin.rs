@@ -524,7 +524,7 @@ mod cli {
         let brokers = client.cluster_list().await?;
         let _ = writeln!(
             out,
-            "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
+            "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}  {:<12} {:>12}",
             "#Cluster Name",
             "#Broker Name",
             "#BID",
@@ -534,7 +534,9 @@ mod cli {
             "#OutTPS(LOAD)",
             "#PCWait(ms)",
             "#Hour",
-            "#SPACE"
+            "#SPACE",
+            "#Role",
+            "#HALag(B)"
         );
         let now = now_ms();
         for b in brokers {
@@ -562,9 +564,14 @@ mod cli {
                 .get("commitLogDiskRatio")
                 .and_then(|s| s.parse::<f64>().ok())
                 .unwrap_or(0.0);
+            // RocketMQ's columns, then the role and the replication lag in bytes ("-": no
+            // slave connected to this master, or no answer).
+            let lag = b
+                .replication_lag_bytes()
+                .map_or_else(|| "-".to_string(), |l| l.to_string());
             let _ = writeln!(
                 out,
-                "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
+                "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}  {:<12} {:>12}",
                 b.cluster,
                 b.broker_name,
                 b.broker_id,
@@ -584,7 +591,9 @@ mod cli {
                 ),
                 get("pageCacheLockTimeMills"),
                 format!("{hour:2.2}"),
-                format!("{space:.4}")
+                format!("{space:.4}"),
+                b.role(),
+                lag
             );
         }
         Ok(())

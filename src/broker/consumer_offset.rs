@@ -23,6 +23,16 @@ pub struct ConsumerOffsetWrapper {
     pub offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
+/// A committed offset the slave holds ahead of its master (see
+/// [`ConsumerOffsetManager::merge_from_master`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAhead {
+    pub topic: String,
+    pub group: String,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+}
+
 pub fn offset_key(topic: &str, group: &str) -> String {
     format!("{topic}{TOPIC_GROUP_SEPARATOR}{group}")
 }
@@ -67,6 +77,82 @@ impl ConsumerOffsetManager {
             .or_default()
             .insert(queue_id, queue_offset);
         self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Commits only if `queue_offset` is ahead of the committed one (or none exists). Used for
+    /// offsets a slave pushes back to its master after an outage (metadata sync): such a push
+    /// must never rewind an offset a consumer committed on the master meanwhile. True if it
+    /// moved the offset.
+    pub fn commit_forward(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: i64,
+    ) -> bool {
+        let mut table = self.lock();
+        let queues = table
+            .offset_table
+            .entry(offset_key(topic, group))
+            .or_default();
+        match queues.get(&queue_id) {
+            Some(&current) if current >= queue_offset => false,
+            _ => {
+                queues.insert(queue_id, queue_offset);
+                self.dirty.store(true, Ordering::Release);
+                true
+            }
+        }
+    }
+
+    /// Slave side of metadata sync: merges the master's table into ours. An offset the master
+    /// has ahead of ours (or we lack) is taken; one we have ahead (committed here while the
+    /// master was down, or lost by the master in a crash) is kept and returned so the caller can
+    /// push it to the master. With `overwrite_newer` (a deliberate bug for simulations) the
+    /// master's older offsets overwrite ours, as RocketMQ 4.x's `putAll` did (#1094).
+    pub fn merge_from_master(
+        &self,
+        master: &ConsumerOffsetWrapper,
+        overwrite_newer: bool,
+    ) -> Vec<OffsetAhead> {
+        let mut table = self.lock();
+        let mut changed = false;
+        for (key, master_queues) in &master.offset_table {
+            let local = table.offset_table.entry(key.clone()).or_default();
+            for (&queue_id, &master_offset) in master_queues {
+                match local.get(&queue_id) {
+                    Some(&ours)
+                        if ours >= master_offset && !(overwrite_newer && ours != master_offset) => {
+                    }
+                    _ => {
+                        local.insert(queue_id, master_offset);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        let mut ahead = Vec::new();
+        for (key, queues) in &table.offset_table {
+            let Some((topic, group)) = key.rsplit_once(TOPIC_GROUP_SEPARATOR) else {
+                continue;
+            };
+            let master_queues = master.offset_table.get(key);
+            for (&queue_id, &ours) in queues {
+                let theirs = master_queues.and_then(|m| m.get(&queue_id)).copied();
+                if theirs.is_none_or(|t| t < ours) {
+                    ahead.push(OffsetAhead {
+                        topic: topic.to_string(),
+                        group: group.to_string(),
+                        queue_id,
+                        queue_offset: ours,
+                    });
+                }
+            }
+        }
+        if changed {
+            self.dirty.store(true, Ordering::Release);
+        }
+        ahead
     }
 
     /// All committed offsets of a group on a topic.

@@ -25,11 +25,14 @@ pub mod processors;
 pub mod producer_manager;
 mod register_loop;
 pub mod response;
+pub mod slave_sync;
 pub mod subscription_group;
 pub mod topic_config;
 
 #[cfg(all(test, not(madsim)))]
 mod loopback_test;
+#[cfg(all(test, not(madsim)))]
+mod slave_sync_test;
 #[cfg(test)]
 mod tests;
 
@@ -122,6 +125,8 @@ pub struct BrokerController {
     shutting_down: AtomicBool,
     /// Replication side by role (crate::ha), set by `Broker::start`.
     pub ha: std::sync::OnceLock<crate::ha::BrokerHa>,
+    /// Slave only: master address for metadata sync ([`slave_sync`]).
+    pub slave_sync: slave_sync::SlaveSynchronize,
 }
 
 impl BrokerController {
@@ -160,6 +165,7 @@ impl BrokerController {
             boot_timestamp_ms: rt::now_ms(),
             shutting_down: AtomicBool::new(false),
             ha: std::sync::OnceLock::new(),
+            slave_sync: slave_sync::SlaveSynchronize::default(),
             config,
         });
         let weak: Weak<BrokerController> = Arc::downgrade(&controller);
@@ -525,6 +531,12 @@ impl Broker {
             }
         }));
         tasks.push(rt::spawn(long_polling::run_checker(controller.clone())));
+        if controller.is_slave() {
+            tasks.push(rt::spawn(slave_sync::run(
+                controller.clone(),
+                namesrv_client.clone(),
+            )));
+        }
         Ok(Broker {
             controller,
             servers: vec![main, vip],

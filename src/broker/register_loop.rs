@@ -69,11 +69,17 @@ pub async fn register_all(controller: &BrokerController, client: &RemotingClient
             {
                 Ok(resp) if resp.code == response_code::SUCCESS => {
                     tracing::debug!("registered to namesrv {addr}");
-                    // A slave learns its master's HA address here (crate::ha).
+                    let result =
+                        crate::protocol::register::RegisterBrokerResult::from_response(&resp);
+                    // A slave learns its master's HA address here (crate::ha), and the
+                    // master's remoting address for metadata sync.
                     if let Some(ha) = controller.ha.get() {
-                        ha.on_registered(
-                            &crate::protocol::register::RegisterBrokerResult::from_response(&resp),
-                        );
+                        ha.on_registered(&result);
+                    }
+                    if controller.is_slave() {
+                        controller
+                            .slave_sync
+                            .update_master_addr(result.master_addr.clone());
                     }
                 }
                 Ok(resp) => tracing::warn!(

@@ -171,6 +171,17 @@ impl SubscriptionGroupManager {
         table.data_version.next_version(crate::rt::now_ms());
     }
 
+    /// Slave side of metadata sync (RocketMQ `SlaveSynchronize.syncSubscriptionGroupConfig`):
+    /// the master's table replaces ours when the data versions differ. True if it did.
+    pub fn replace_from_master(&self, master: SubscriptionGroupWrapper) -> bool {
+        let mut table = self.lock();
+        if table.data_version == master.data_version {
+            return false;
+        }
+        *table = master;
+        true
+    }
+
     pub fn delete(&self, group: &str) -> bool {
         let mut table = self.lock();
         let removed = table.subscription_group_table.remove(group).is_some();

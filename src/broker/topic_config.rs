@@ -187,6 +187,18 @@ impl TopicConfigManager {
         table.data_version.next_version(crate::rt::now_ms());
     }
 
+    /// Slave side of metadata sync (RocketMQ `SlaveSynchronize.syncTopicConfig`): when the
+    /// master's data version differs from ours, its table (and version) replaces ours. True if
+    /// it did; the caller persists.
+    pub fn replace_from_master(&self, master: TopicConfigSerializeWrapper) -> bool {
+        let mut table = self.lock();
+        if table.data_version == master.data_version {
+            return false;
+        }
+        *table = master;
+        true
+    }
+
     /// Removes a topic; false if it did not exist.
     pub fn delete(&self, topic: &str) -> bool {
         let mut table = self.lock();

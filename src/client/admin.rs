@@ -25,6 +25,37 @@ pub struct ClusterBroker {
     pub runtime: Result<BTreeMap<String, String>, String>,
 }
 
+impl ClusterBroker {
+    /// `brokerRole` from the runtime info (ASYNC_MASTER, SYNC_MASTER, SLAVE); without it (an
+    /// older or foreign broker, or no answer) guessed from the broker id, as RocketMQ's
+    /// tools do: 0 is the master.
+    pub fn role(&self) -> String {
+        match self
+            .runtime
+            .as_ref()
+            .ok()
+            .and_then(|kv| kv.get("brokerRole"))
+        {
+            Some(role) => role.clone(),
+            None if self.broker_id == 0 => "MASTER".to_string(),
+            None => "SLAVE".to_string(),
+        }
+    }
+
+    /// Replication lag in bytes: on a master, its CommitLog max offset minus the offset its
+    /// slave acknowledged (`haSlaveFallBehindBytes`); on a slave, the master offset it last saw
+    /// minus its own max offset. None when unknown: no answer, or a master with no slave
+    /// connected (nothing replicates).
+    pub fn replication_lag_bytes(&self) -> Option<i64> {
+        let kv = self.runtime.as_ref().ok()?;
+        let num = |k: &str| kv.get(k).and_then(|v| v.parse::<i64>().ok());
+        if self.broker_id == 0 && num("haConnectionCount").unwrap_or(0) == 0 {
+            return None;
+        }
+        num("haSlaveFallBehindBytes")
+    }
+}
+
 /// One queue of `topicStatus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStatus {

@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     pub short_polling_time_ms: u64,
     /// slaveReadEnable
     pub slave_read_enable: bool,
+    /// Slave metadata sync period (RocketMQ: 10 s, fixed). Not a broker.conf key; tests and
+    /// simulations shorten it.
+    pub slave_sync_interval_ms: u64,
     /// regionId (returned as MSG_REGION)
     pub region_id: String,
     /// traceOn (returned as TRACE_ON)
@@ -119,6 +122,7 @@ impl Default for BrokerConfig {
             long_polling_enable: true,
             short_polling_time_ms: 1000,
             slave_read_enable: false,
+            slave_sync_interval_ms: crate::broker::slave_sync::DEFAULT_SLAVE_SYNC_INTERVAL_MS,
             region_id: "DefaultRegion".to_string(),
             trace_on: true,
             acl_enable: false,

@@ -95,6 +95,9 @@ pub struct DebugBugs {
     pub ack_sync_flush_before_fsync: bool,
     /// After recovery, restart queue offsets one below the true next offset (reuse).
     pub reuse_queue_offset_after_recovery: bool,
+    /// Slave metadata sync overwrites the slave's newer consumer offsets with the master's
+    /// older ones (RocketMQ #1094) and does not push them back.
+    pub slave_sync_overwrites_newer_offsets: bool,
 }
 
 impl Default for StoreConfig {

@@ -342,6 +342,15 @@ pub fn get_broker_runtime_info(
     put("pullThreadPoolQueueSize", "0".to_string());
     put("pullThreadPoolQueueCapacity", "100000".to_string());
     put("pullHeldRequests", controller.held_pull_count().to_string());
+    // Not in RocketMQ's table (its tools read the role from the broker config); mqadmin
+    // clusterList shows it next to the replication lag.
+    let role = match controller.config.store.broker_role {
+        crate::store::BrokerRole::AsyncMaster => "ASYNC_MASTER",
+        crate::store::BrokerRole::SyncMaster => "SYNC_MASTER",
+        crate::store::BrokerRole::Slave => "SLAVE",
+    };
+    put("brokerRole", role.to_string());
+    put("brokerId", controller.config.broker_id.to_string());
     if let Some(ha) = controller.ha.get() {
         for (k, v) in ha.runtime_info(controller.store.commitlog_max_offset()) {
             put(&k, v);

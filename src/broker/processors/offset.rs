@@ -54,9 +54,17 @@ pub fn update_consumer_offset(
             super::topic_not_exist_remark(&topic),
         )));
     }
-    controller
-        .offsets
-        .commit(&group, &topic, queue_id, commit_offset);
+    // A slave pushing back an offset committed on it during an outage (slave_sync): apply it
+    // only if it moves the offset forward, never undoing a consumer's commit here.
+    if request.ext_bool(crate::broker::slave_sync::ONLY_FORWARD_FIELD, false) {
+        controller
+            .offsets
+            .commit_forward(&group, &topic, queue_id, commit_offset);
+    } else {
+        controller
+            .offsets
+            .commit(&group, &topic, queue_id, commit_offset);
+    }
     Ok(Some(request.response(rc::SUCCESS, None)))
 }
 
