@@ -387,6 +387,15 @@ fn write_fmt(buf: &mut BytesMut, args: fmt::Arguments<'_>) {
 }
 
 fn write_json_string(buf: &mut BytesMut, s: &str) -> Result<(), RemotingError> {
+    // Header keys and values (topics, groups, numbers, msgIds) almost never need escaping:
+    // copy them between quotes directly; serde_json's writer (same output) handles the rest.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        buf.reserve(s.len() + 2);
+        buf.put_u8(b'"');
+        buf.put_slice(s.as_bytes());
+        buf.put_u8(b'"');
+        return Ok(());
+    }
     serde_json::to_writer(buf.writer(), s)
         .map_err(|e| malformed(format!("cannot encode JSON string: {e}")))
 }

@@ -519,3 +519,33 @@ fn language_names_and_ordinals_agree() {
     assert_eq!(LanguageCode::from_ordinal(-1), LanguageCode::Other);
     assert_eq!(LanguageCode::from_ordinal(14), LanguageCode::Other);
 }
+
+#[test]
+fn json_strings_are_written_exactly_as_serde_json_writes_them() {
+    for s in [
+        "",
+        "plain-Topic_1",
+        "quote\"inside",
+        "back\\slash",
+        "ctl\u{1}\n\t\u{1f}",
+        "del\u{7f} ü 中文 😀",
+        "UNIQ_KEY\u{1}7F000001\u{2}KEYS\u{1}k",
+    ] {
+        let mut buf = BytesMut::new();
+        write_json_string(&mut buf, s).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            serde_json::to_string(s).unwrap(),
+            "{s:?}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn json_string_fast_path_matches_serde_json(s in any::<String>()) {
+        let mut buf = BytesMut::new();
+        write_json_string(&mut buf, &s).unwrap();
+        prop_assert_eq!(std::str::from_utf8(&buf).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+}
