@@ -46,6 +46,7 @@ async fn scenario() -> SimOutcome {
         flush: FlushDiskType::SyncFlush,
         debug_bugs: DebugBugs::default(),
         store_root: "/store".into(),
+        ha: Default::default(),
     };
     cluster.add_node(
         "broker-a",

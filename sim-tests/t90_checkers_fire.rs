@@ -11,7 +11,8 @@ mod invariants;
 
 use std::time::Duration;
 
-use apogee::store::{DebugBugs, FlushDiskType};
+use apogee::ha::HaDebugBugs;
+use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 use harness::disk::CrashMode;
 use harness::faults::{FaultKind, FaultPlan};
 use harness::scenario::{self, BrokerSpec, Sabotage, ScenarioSpec};
@@ -142,6 +143,71 @@ fn liveness_fires_when_a_broker_never_heals() {
         let mut spec = base("t90_never_heal");
         spec.sabotage = Sabotage::NeverHealBroker;
         spec.liveness_deadline = Duration::from_secs(20);
+        spec
+    });
+}
+
+#[test]
+fn ha_acked_on_slave_fires_when_sync_master_acks_before_the_slave() {
+    assert_fires(invariants::ha::ACKED_ON_SLAVE, || {
+        let mut spec = base("t90_ha_ack_before_slave");
+        let mut broker = BrokerSpec::with_slave(FlushDiskType::AsyncFlush, BrokerRole::SyncMaster);
+        broker.ha_bugs = HaDebugBugs {
+            ack_before_slave_confirms: true,
+            ..HaDebugBugs::default()
+        };
+        spec.brokers = vec![broker];
+        spec.consumers = 1;
+        spec.plan = FaultPlan::new(vec![FaultKind::PartitionMasterSlave]);
+        spec
+    });
+}
+
+#[test]
+fn ha_byte_prefix_fires_when_the_slave_rewrites_entries() {
+    assert_fires(invariants::ha::PREFIX, || {
+        let mut spec = base("t90_ha_slave_restamps");
+        let mut broker = BrokerSpec::with_slave(FlushDiskType::SyncFlush, BrokerRole::AsyncMaster);
+        broker.ha_bugs = HaDebugBugs {
+            slave_restamps_entries: true,
+            ..HaDebugBugs::default()
+        };
+        spec.brokers = vec![broker];
+        spec.consumers = 1;
+        spec
+    });
+}
+
+#[test]
+fn ha_byte_prefix_fires_when_a_short_sync_master_discards_the_slaves_tail() {
+    // The master writes new entries where the slave holds the lost ones: the logs diverge (and
+    // the slave never catches up again, so liveness fails too and the final scan is missing).
+    assert_fires(invariants::ha::PREFIX, || {
+        let mut spec = base("t90_ha_discard_sync");
+        let mut broker = BrokerSpec::with_slave(FlushDiskType::AsyncFlush, BrokerRole::SyncMaster);
+        broker.ha_bugs = HaDebugBugs {
+            discard_instead_of_take_back: true,
+            ..HaDebugBugs::default()
+        };
+        spec.brokers = vec![broker];
+        spec.consumers = 1;
+        spec.plan = FaultPlan::new(vec![FaultKind::CrashBroker(CrashMode::PowerLoss)]);
+        spec
+    });
+}
+
+#[test]
+fn ha_async_loss_bounded_fires_when_a_short_master_discards_the_slaves_tail() {
+    assert_fires(invariants::ha::ASYNC_LOSS_BOUNDED, || {
+        let mut spec = base("t90_ha_discard_async");
+        let mut broker = BrokerSpec::with_slave(FlushDiskType::AsyncFlush, BrokerRole::AsyncMaster);
+        broker.ha_bugs = HaDebugBugs {
+            discard_instead_of_take_back: true,
+            ..HaDebugBugs::default()
+        };
+        spec.brokers = vec![broker];
+        spec.consumers = 1;
+        spec.plan = FaultPlan::new(vec![FaultKind::CrashBroker(CrashMode::PowerLoss)]);
         spec
     });
 }

@@ -25,7 +25,10 @@ pub type NodeMain = Arc<dyn Fn(NodeContext) -> BoxFuture + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Namesrv,
+    /// A master broker (the only kind before HA; every broker fault targets these).
     Broker,
+    /// A SLAVE broker (HA scenarios; targeted only by the slave faults).
+    Slave,
     Client,
 }
 
@@ -62,6 +65,17 @@ struct NodeEntry {
     paused: bool,
 }
 
+/// A master and its slave, watched by the HA checkers.
+#[derive(Clone)]
+pub struct HaPair {
+    pub master: String,
+    /// The master's remoting address (the oracle's broker key).
+    pub master_addr: String,
+    pub master_disk: SimDiskHandle,
+    pub slave: String,
+    pub slave_disk: SimDiskHandle,
+}
+
 /// The simulated cluster, owned by the scenario's supervisor future.
 pub struct Cluster {
     handle: Handle,
@@ -69,6 +83,11 @@ pub struct Cluster {
     trace: Trace,
     clogged_links: Vec<(String, String)>,
     clogged_nodes: Vec<String>,
+    ha_pairs: Vec<HaPair>,
+    /// What each slave held at every master crash and network heal.
+    pub ha_snapshots: Arc<Mutex<Vec<crate::invariants::ha::HaSnapshot>>>,
+    /// Byte-prefix violations found at those instants (and by the periodic check).
+    pub ha_violations: Arc<Mutex<Vec<crate::invariants::Violation>>>,
 }
 
 pub const NAMESRV_PORT: u16 = 9876;
@@ -79,6 +98,10 @@ pub fn namesrv_ip(index: u8) -> IpAddr {
 }
 pub fn broker_ip(index: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1 + index))
+}
+/// A slave of broker `index` (10.0.1.101..).
+pub fn slave_ip(index: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, 101 + index))
 }
 pub fn client_ip(index: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1 + index))
@@ -95,9 +118,52 @@ impl Cluster {
             trace,
             clogged_links: Vec::new(),
             clogged_nodes: Vec::new(),
+            ha_pairs: Vec::new(),
+            ha_snapshots: Arc::new(Mutex::new(Vec::new())),
+            ha_violations: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
+    /// Registers a master/slave pair for the HA checkers.
+    pub fn add_ha_pair(&mut self, pair: HaPair) {
+        self.ha_pairs.push(pair);
+    }
+
+    pub fn ha_pairs(&self) -> &[HaPair] {
+        &self.ha_pairs
+    }
+
+    /// The slave of `master`, if any.
+    pub fn slave_of(&self, master: &str) -> Option<String> {
+        self.ha_pairs
+            .iter()
+            .find(|p| p.master == master)
+            .map(|p| p.slave.clone())
+    }
+
+    /// Records what the slave of `pair` holds now, and checks the byte prefix.
+    fn ha_checkpoint(&self, pair: &HaPair, why: &str, master_crash: bool) {
+        use crate::invariants::ha;
+        let (slave_ids, slave_end) = ha::message_ids(&pair.slave_disk);
+        self.trace.event(format!(
+            "ha checkpoint {why}: slave {} holds {} messages up to {slave_end}",
+            pair.slave,
+            slave_ids.len()
+        ));
+        self.ha_snapshots
+            .lock()
+            .expect("snapshots")
+            .push(ha::HaSnapshot {
+                master: pair.master_addr.clone(),
+                at: apogee::rt::now(),
+                why: why.to_string(),
+                master_crash,
+                slave_ids,
+                slave_end,
+            });
+        let found = ha::check_prefix(&pair.master, &pair.master_disk, &pair.slave_disk, why);
+        self.ha_violations.lock().expect("violations").extend(found);
+    }
     pub fn trace(&self) -> &Trace {
         &self.trace
     }
@@ -218,8 +284,28 @@ impl Cluster {
         let entry = self.entry(name);
         assert!(!entry.killed, "crash of {name} which is already down");
         let id = entry.id;
+        let pair = self.ha_pairs.iter().find(|p| p.master == name).cloned();
+        if let Some(pair) = &pair {
+            // The slave's content at the instant the master dies (before its disk loses data).
+            let at = format!(
+                "crash of master {name} ({mode:?}) at {:?}",
+                apogee::rt::now()
+            );
+            self.ha_checkpoint(pair, &at, true);
+        }
+        let entry = self.entry(name);
         if let Some(disk) = &entry.disk {
             disk.crash(mode);
+        }
+        if let Some(pair) = &pair {
+            // What the master's disk kept must still agree with the slave.
+            let found = crate::invariants::ha::check_prefix(
+                name,
+                &pair.master_disk,
+                &pair.slave_disk,
+                "right after the master's crash",
+            );
+            self.ha_violations.lock().expect("violations").extend(found);
         }
         if entry.paused {
             self.handle.resume(id);
@@ -288,6 +374,16 @@ impl Cluster {
             .event(format!("fault: clog link {source}->{target}"));
     }
 
+    /// Cuts both directions between two nodes (a master and its slave).
+    pub fn partition_pair(&mut self, a: &str, b: &str) {
+        let (ia, ib) = (self.node_id(a), self.node_id(b));
+        NetSim::current().clog_link(ia, ib);
+        NetSim::current().clog_link(ib, ia);
+        self.clogged_links.push((a.to_string(), b.to_string()));
+        self.clogged_links.push((b.to_string(), a.to_string()));
+        self.trace.event(format!("fault: partition {a} | {b}"));
+    }
+
     /// Splits the nodes into `side` and everyone else, both directions.
     pub fn partition(&mut self, side: &[String]) {
         let others: Vec<String> = self
@@ -322,6 +418,11 @@ impl Cluster {
 
     /// Undoes every network fault (clogs, partitions, latency) and resumes paused nodes.
     pub fn heal_network(&mut self) {
+        let pairs = self.ha_pairs.clone();
+        for pair in &pairs {
+            let at = format!("network heal at {:?}", apogee::rt::now());
+            self.ha_checkpoint(pair, &at, false);
+        }
         let net = NetSim::current();
         for (a, b) in std::mem::take(&mut self.clogged_links) {
             net.unclog_link(self.node_id(&a), self.node_id(&b));

@@ -29,6 +29,10 @@ pub enum FaultKind {
     Latency,
     /// Kill a consumer (it leaves the group), restart it later (it rejoins as a new client).
     ConsumerChurn,
+    /// Crash a slave broker in a disk mode, restart it later (HA scenarios).
+    CrashSlave(CrashMode),
+    /// Cut a master from its slave (both directions), heal later (HA scenarios).
+    PartitionMasterSlave,
 }
 
 #[derive(Debug, Clone)]
@@ -67,20 +71,22 @@ pub struct FaultCounts {
     pub disk_faults: u64,
     pub network_faults: u64,
     pub consumer_churns: u64,
+    pub slave_crashes: u64,
 }
 
 impl std::fmt::Display for FaultCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "faults={} broker_crashes={} power_losses={} namesrv_crashes={} disk_faults={} net_faults={} consumer_churn={}",
+            "faults={} broker_crashes={} power_losses={} namesrv_crashes={} disk_faults={} net_faults={} consumer_churn={} slave_crashes={}",
             self.injected,
             self.broker_crashes,
             self.power_losses,
             self.namesrv_crashes,
             self.disk_faults,
             self.network_faults,
-            self.consumer_churns
+            self.consumer_churns,
+            self.slave_crashes
         )
     }
 }
@@ -193,6 +199,32 @@ pub async fn run_safety_phase(
             }
             FaultKind::Latency => {
                 cluster.set_latency(Duration::from_millis(20), Duration::from_millis(300));
+                counts.network_faults += 1;
+                apogee::rt::sleep(hold).await;
+                cluster.heal_network();
+            }
+            FaultKind::CrashSlave(mode) => {
+                let slaves = cluster.names(Role::Slave);
+                if slaves.is_empty() {
+                    continue;
+                }
+                let s = pick(&slaves);
+                cluster.crash(&s, mode);
+                counts.slave_crashes += 1;
+                apogee::rt::sleep(hold).await;
+                cluster.restart(&s);
+            }
+            FaultKind::PartitionMasterSlave => {
+                let pairs: Vec<(String, String)> = cluster
+                    .ha_pairs()
+                    .iter()
+                    .map(|p| (p.master.clone(), p.slave.clone()))
+                    .collect();
+                if pairs.is_empty() {
+                    continue;
+                }
+                let (m, s) = pairs[draw(0, pairs.len() as u64) as usize].clone();
+                cluster.partition_pair(&m, &s);
                 counts.network_faults += 1;
                 apogee::rt::sleep(hold).await;
                 cluster.heal_network();

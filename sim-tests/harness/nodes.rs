@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use apogee::config::{BrokerConfig, NamesrvConfig};
-use apogee::store::{DebugBugs, FlushDiskType};
+use apogee::ha::HaDebugBugs;
+use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 
 use super::cluster::{NodeContext, NodeMain};
 
@@ -51,6 +52,35 @@ pub struct SimBrokerConfig {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
     pub store_root: PathBuf,
+    /// Master/slave settings (default: a lone ASYNC_MASTER, RocketMQ's default role).
+    pub ha: SimHa,
+}
+
+/// The HA part of a simulated broker.
+#[derive(Debug, Clone)]
+pub struct SimHa {
+    pub role: BrokerRole,
+    /// 0 for a master, > 0 for a slave.
+    pub broker_id: i64,
+    /// haMasterAddress of a slave (`ip:haListenPort`).
+    pub master_ha_addr: Option<String>,
+    pub debug_bugs: HaDebugBugs,
+}
+
+impl Default for SimHa {
+    fn default() -> Self {
+        SimHa {
+            role: BrokerRole::AsyncMaster,
+            broker_id: 0,
+            master_ha_addr: None,
+            debug_bugs: HaDebugBugs::default(),
+        }
+    }
+}
+
+/// haListenPort of a simulated broker (listenPort + 1, RocketMQ's default).
+pub fn ha_port(port: u16) -> u16 {
+    port + 1
 }
 
 impl SimBrokerConfig {
@@ -58,15 +88,25 @@ impl SimBrokerConfig {
         let mut c = BrokerConfig {
             broker_cluster_name: "SimCluster".into(),
             broker_name: self.broker_name.clone(),
-            broker_id: 0,
+            broker_id: self.ha.broker_id,
             namesrv_addrs: self.namesrv_addrs.clone(),
+            ha_listen_port: ha_port(self.port),
+            ha_master_address: self.ha.master_ha_addr.clone(),
             listen_port: self.port,
             broker_ip1: self.ip,
             // Re-register often, so a restarted namesrv learns the routes within seconds.
             register_name_server_period_ms: 3_000,
             ..BrokerConfig::default()
         };
+        // Faster HA timers than RocketMQ's defaults, so a run sees several reconnects.
+        c.ha.send_heartbeat_interval_ms = 1_000;
+        c.ha.housekeeping_interval_ms = 5_000;
+        c.ha.slave_timeout_ms = 2_000;
+        c.ha.reconnect_min_ms = 100;
+        c.ha.reconnect_max_ms = 1_000;
+        c.ha.debug_bugs = self.ha.debug_bugs;
         let s = &mut c.store;
+        s.broker_role = self.ha.role;
         s.store_path_root_dir = self.store_root.clone();
         // Small files: every run rolls CommitLog and ConsumeQueue files several times.
         s.mapped_file_size_commitlog = 256 * 1024;

@@ -7,20 +7,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apogee::store::{DebugBugs, FlushDiskType};
+use apogee::ha::HaDebugBugs;
+use apogee::store::{BrokerRole, DebugBugs, FlushDiskType};
 
-use super::cluster::{addr, broker_ip, client_ip, namesrv_ip, on_node, Cluster, NodeContext, Role};
+use super::cluster::{
+    addr, broker_ip, client_ip, namesrv_ip, on_node, slave_ip, Cluster, HaPair, NodeContext, Role,
+};
 use super::cluster::{BROKER_PORT, NAMESRV_PORT};
 use super::disk::SimDiskHandle;
 use super::faults::{run_safety_phase, FaultCounts, FaultPlan};
-use super::nodes::{broker_main, namesrv_main, SimBrokerConfig};
+use super::nodes::{broker_main, ha_port, namesrv_main, SimBrokerConfig, SimHa};
 use super::oracle::{OffsetEvent, OffsetEventKind, Oracle};
 use super::workload::{
     self, client_producer_main, consumer_main, create_topic, fetch_route, producer_main,
     BrokerInfo, StopFlag, WorkloadConfig,
 };
 use super::{SimOutcome, Trace};
-use crate::invariants::{self, BrokerFacts, CheckInput, Report, Violation};
+use crate::invariants::{self, BrokerFacts, CheckInput, Report, SlaveFacts, Violation};
 
 pub const TOPIC: &str = "SimTopic";
 pub const STORE_ROOT: &str = "/store";
@@ -29,6 +32,12 @@ pub const STORE_ROOT: &str = "/store";
 pub struct BrokerSpec {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
+    /// ASYNC_MASTER (RocketMQ's default) or SYNC_MASTER.
+    pub role: BrokerRole,
+    /// Run a SLAVE (brokerId 1, same brokerName, own SimDisk) replicating this master.
+    pub with_slave: bool,
+    /// Deliberate HA bugs (t90), given to both the master and its slave.
+    pub ha_bugs: HaDebugBugs,
 }
 
 impl BrokerSpec {
@@ -36,6 +45,18 @@ impl BrokerSpec {
         BrokerSpec {
             flush,
             debug_bugs: DebugBugs::default(),
+            role: BrokerRole::AsyncMaster,
+            with_slave: false,
+            ha_bugs: HaDebugBugs::default(),
+        }
+    }
+
+    /// A master of `role` with a slave.
+    pub fn with_slave(flush: FlushDiskType, role: BrokerRole) -> Self {
+        BrokerSpec {
+            role,
+            with_slave: true,
+            ..BrokerSpec::new(flush)
         }
     }
 }
@@ -159,6 +180,11 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             flush: b.flush,
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
+            ha: SimHa {
+                role: b.role,
+                debug_bugs: b.ha_bugs,
+                ..SimHa::default()
+            },
         };
         cluster.add_node(
             &name,
@@ -167,6 +193,47 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             Some(disk.clone()),
             broker_main(cfg),
         );
+        let slave = if b.with_slave {
+            let slave_name = format!("{name}-s");
+            let sip = slave_ip(i as u8);
+            let slave_disk = SimDiskHandle::new(STORE_ROOT);
+            let scfg = SimBrokerConfig {
+                broker_name: name.clone(),
+                ip: sip,
+                port: BROKER_PORT,
+                namesrv_addrs: namesrv_addrs.clone(),
+                flush: b.flush,
+                debug_bugs: DebugBugs::default(),
+                store_root: STORE_ROOT.into(),
+                ha: SimHa {
+                    role: BrokerRole::Slave,
+                    broker_id: 1,
+                    master_ha_addr: Some(addr(ip, ha_port(BROKER_PORT))),
+                    debug_bugs: b.ha_bugs,
+                },
+            };
+            cluster.add_node(
+                &slave_name,
+                Role::Slave,
+                sip,
+                Some(slave_disk.clone()),
+                broker_main(scfg),
+            );
+            cluster.add_ha_pair(HaPair {
+                master: name.clone(),
+                master_addr: addr(ip, BROKER_PORT),
+                master_disk: disk.clone(),
+                slave: slave_name.clone(),
+                slave_disk: slave_disk.clone(),
+            });
+            Some(SlaveFacts {
+                name: slave_name,
+                disk: slave_disk,
+                power_losses: Vec::new(),
+            })
+        } else {
+            None
+        };
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -181,6 +248,8 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
                 flush: b.flush,
                 power_losses: Vec::new(),
                 disk,
+                role: b.role,
+                slave,
             },
         );
     }
@@ -274,6 +343,28 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         });
     }
 
+    // The byte-prefix checker also runs every second of the run (between fault checkpoints).
+    let ha_stop = StopFlag::new();
+    if !cluster.ha_pairs().is_empty() {
+        let pairs = cluster.ha_pairs().to_vec();
+        let found = cluster.ha_violations.clone();
+        let stop = ha_stop.clone();
+        apogee::rt::spawn(async move {
+            while !stop.is_stopped() {
+                apogee::rt::sleep_ms(1_000).await;
+                for p in &pairs {
+                    let v = invariants::ha::check_prefix(
+                        &p.master,
+                        &p.master_disk,
+                        &p.slave_disk,
+                        "periodic check",
+                    );
+                    found.lock().expect("violations").extend(v);
+                }
+            }
+        });
+    }
+
     let mut counts = FaultCounts::default();
     if violations.is_empty() {
         run_safety_phase(
@@ -299,11 +390,23 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     }
     producers_stop.stop();
     consumers_stop.stop();
+    // A slave that never catches up is a liveness failure, but the final scan is complete: the
+    // history and disk checkers still run (a diverged slave usually shows there too).
+    let slaves_behind = if violations.is_empty() {
+        wait_slaves_caught_up(&cluster, spec.liveness_deadline).await
+    } else {
+        Vec::new()
+    };
+    ha_stop.stop();
 
     for (addr, f) in facts.iter_mut() {
         f.power_losses = f.disk.power_losses();
+        if let Some(s) = f.slave.as_mut() {
+            s.power_losses = s.disk.power_losses();
+        }
         let _ = addr;
     }
+    let ha_snapshots = cluster.ha_snapshots.lock().expect("snapshots").clone();
     if spec.sabotage == Sabotage::CorruptConsumeQueueUnit {
         corrupt_consume_queue_unit(&cluster, &oracle, &facts);
     }
@@ -314,6 +417,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             oracle: &state,
             brokers: &facts,
             topic: TOPIC,
+            ha_snapshots: &ha_snapshots,
         };
         if violations.is_empty() {
             violations.extend(invariants::check_final(&input, &mut report));
@@ -322,6 +426,13 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             violations.extend(invariants::check_online(&input));
         }
     }
+    violations.extend(slaves_behind);
+    // Byte-prefix violations found during the run (at crashes, heals, periodic checks).
+    violations.extend(
+        std::mem::take(&mut *cluster.ha_violations.lock().expect("violations"))
+            .into_iter()
+            .take(invariants::VIOLATIONS_SHOWN_MAX),
+    );
     let summary = format!("{} {} {}", oracle.summary(), counts, report.lines.join(" "));
     trace.event(format!("scenario {} ends: {summary}", spec.name));
     ScenarioResult {
@@ -341,6 +452,36 @@ fn cluster_status(
     name: &str,
 ) -> Arc<std::sync::Mutex<super::cluster::NodeStatus>> {
     cluster.status_handle(name)
+}
+
+/// Every slave reaches its master's end (both logs read from the disks) before the checkers run.
+async fn wait_slaves_caught_up(cluster: &Cluster, deadline: Duration) -> Vec<Violation> {
+    let end = apogee::rt::now() + deadline;
+    for pair in cluster.ha_pairs() {
+        loop {
+            let master_end = invariants::ha::valid_end(&pair.master_disk);
+            let slave_end = invariants::ha::valid_end(&pair.slave_disk);
+            if slave_end == master_end {
+                cluster.trace().event(format!(
+                    "liveness: slave {} caught up at {slave_end}",
+                    pair.slave
+                ));
+                break;
+            }
+            if apogee::rt::now() > end {
+                return vec![Violation {
+                    invariant: invariants::liveness::NAME,
+                    detail: format!(
+                        "slave {} at {slave_end} did not catch up with master {} at \
+                         {master_end} within {deadline:?}",
+                        pair.slave, pair.master
+                    ),
+                }];
+            }
+            apogee::rt::sleep_ms(200).await;
+        }
+    }
+    Vec::new()
 }
 
 /// Creates the topic on every broker and waits until a namesrv routes it (bounded).

@@ -5,6 +5,9 @@
 //!   cache) but may be lost by a power loss that happens after it was written. Such losses are
 //!   counted and reported, not failed.
 //! A FLUSH_DISK_TIMEOUT ack (code 10) promises storage, not durability: treated like ASYNC.
+//! - SYNC_MASTER with a slave: a SUCCESS ack means the slave holds the message too, so it
+//!   survives the master's power loss even under ASYNC_FLUSH (the master takes the tail back
+//!   from the slave), unless the slave lost power as well.
 //! "Survives" means the final scan finds the same message (id and bytes) at the acknowledged
 //! queue offset.
 
@@ -44,7 +47,14 @@ pub fn check(input: &CheckInput, report: &mut Report) -> Vec<Violation> {
                 });
                 continue;
             };
-            let durable_promise = response_code == 0 && attempt.flush == FlushDiskType::SyncFlush;
+            let replicated_promise = response_code == 0
+                && facts.role == apogee::store::BrokerRole::SyncMaster
+                && facts
+                    .slave
+                    .as_ref()
+                    .is_some_and(|s| !s.power_losses.iter().any(|p| *p > attempt.started_at));
+            let durable_promise = (response_code == 0 && attempt.flush == FlushDiskType::SyncFlush)
+                || replicated_promise;
             let required = durable_promise || !facts.power_loss_after(attempt.started_at);
             let found = scanned.get(&(
                 attempt.broker.as_str(),

@@ -6,6 +6,7 @@
 pub mod acked_not_lost;
 pub mod committed_offsets_monotonic;
 pub mod cq_points_at_commitlog;
+pub mod ha;
 pub mod liveness;
 pub mod no_phantom;
 pub mod queue_offsets;
@@ -13,7 +14,7 @@ pub mod queue_offsets;
 use std::collections::BTreeMap;
 
 use apogee::rt::Instant;
-use apogee::store::FlushDiskType;
+use apogee::store::{BrokerRole, FlushDiskType};
 
 use crate::harness::disk::SimDiskHandle;
 use crate::harness::oracle::OracleState;
@@ -26,6 +27,19 @@ pub struct BrokerFacts {
     /// Instants of the crashes that dropped unsynced data (power loss, torn power loss).
     pub power_losses: Vec<Instant>,
     pub disk: SimDiskHandle,
+    /// ASYNC_MASTER (RocketMQ's default) or SYNC_MASTER.
+    pub role: BrokerRole,
+    /// The broker's slave, if the scenario runs one.
+    pub slave: Option<SlaveFacts>,
+}
+
+/// A master's slave as the checkers see it.
+#[derive(Clone)]
+pub struct SlaveFacts {
+    pub name: String,
+    pub disk: SimDiskHandle,
+    /// Instants of the slave's crashes that dropped unsynced data.
+    pub power_losses: Vec<Instant>,
 }
 
 impl BrokerFacts {
@@ -44,6 +58,8 @@ pub struct CheckInput<'a> {
     pub oracle: &'a OracleState,
     pub brokers: &'a BTreeMap<String, BrokerFacts>,
     pub topic: &'a str,
+    /// What each slave held at every master crash and network heal (HA scenarios).
+    pub ha_snapshots: &'a [ha::HaSnapshot],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +100,19 @@ pub fn check_final(input: &CheckInput, report: &mut Report) -> Vec<Violation> {
     v.extend(acked_not_lost::check(input, report));
     v.extend(queue_offsets::check_final_scan(input));
     v.extend(committed_offsets_monotonic::check_final(input));
+    for (addr, facts) in input.brokers {
+        if let Some(slave) = &facts.slave {
+            v.extend(ha::check_prefix(
+                addr,
+                &facts.disk,
+                &slave.disk,
+                "at the end",
+            ));
+        }
+    }
+    if input.brokers.values().any(|b| b.slave.is_some()) {
+        v.extend(ha::check(input, report));
+    }
     for (addr, facts) in input.brokers {
         let bounds: BTreeMap<i32, (i64, i64)> = input
             .oracle

@@ -386,3 +386,143 @@ async fn slave_closes_on_offset_mismatch_without_writing() {
     assert_eq!(slave.commitlog_max_offset(), master_max, "nothing written");
     client.shutdown().await;
 }
+
+/// The master-shorter-than-slave rule: a master that served a slave loses its unsynced tail in
+/// a power loss; on restart it refuses writes (HA fence) until the slave reports, takes the
+/// tail back verbatim (CRC-checked), dispatches it, and only then accepts writes. The slave's
+/// log is never modified.
+#[tokio::test]
+async fn master_shorter_than_slave_takes_the_tail_back_before_writing() {
+    use crate::store::disk::sim::{CrashMode, SeededRng};
+    let mut master_cfg = store_config("/m/store", BrokerRole::SyncMaster);
+    // ASYNC_FLUSH with a long interval: the tail stays in the page cache until the crash.
+    master_cfg.flush_interval_commitlog_ms = 600_000;
+    let master_disk = SimDisk::new();
+    let master = MessageStore::open(master_cfg.clone(), Arc::new(master_disk.clone()))
+        .await
+        .expect("open master");
+    let (_sd, slave) = open("/s/store", BrokerRole::Slave).await;
+    let service = HaService::start(master.clone(), loopback(), fast_config())
+        .await
+        .expect("ha service");
+    let client = HaClient::start(
+        slave.clone(),
+        Some(service.local_addr().to_string()),
+        fast_config(),
+    );
+    wait_until("slave connected", || !service.slaves().is_empty()).await;
+    for i in 0..120u32 {
+        let r = master
+            .put_message(msg(
+                "TopicA",
+                (i % 2) as i32,
+                100 + (i as usize * 53) % 700,
+                i as u8,
+            ))
+            .await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "{:?}", r.remark);
+    }
+    let slave_max = slave.commitlog_max_offset();
+    assert_eq!(
+        slave_max,
+        master.commitlog_max_offset(),
+        "SYNC_MASTER acked"
+    );
+    let slave_bytes = commitlog_bytes(&slave, 0, slave_max);
+    let slave_units = queue_units(&slave, "TopicA", 1);
+    client.shutdown().await;
+    service.shutdown().await;
+
+    master_disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(7));
+    drop(master);
+    let master = MessageStore::open(master_cfg.clone(), Arc::new(master_disk.clone()))
+        .await
+        .expect("reopen master");
+    let lost_to = master.commitlog_max_offset();
+    assert!(
+        lost_to < slave_max,
+        "the power loss dropped the unsynced tail"
+    );
+    let service = HaService::start(master.clone(), loopback(), fast_config())
+        .await
+        .expect("ha service");
+    let refused = master.put_message(msg("TopicA", 0, 100, 200)).await;
+    assert_eq!(refused.status, PutMessageStatus::ServiceNotAvailable);
+    let remark = refused.remark.unwrap_or_default();
+    assert!(remark.contains("HA fence"), "{remark}");
+    assert_eq!(
+        master.commitlog_max_offset(),
+        lost_to,
+        "a refused write is not stored"
+    );
+
+    let client = HaClient::start(
+        slave.clone(),
+        Some(service.local_addr().to_string()),
+        fast_config(),
+    );
+    wait_until("tail taken back", || {
+        master.commitlog_max_offset() == slave_max && master.write_fence().is_none()
+    })
+    .await;
+    assert_eq!(commitlog_bytes(&master, 0, slave_max), slave_bytes);
+    assert_eq!(
+        commitlog_bytes(&slave, 0, slave_max),
+        slave_bytes,
+        "slave untouched"
+    );
+    wait_until("taken-back messages dispatched", || {
+        queue_units(&master, "TopicA", 1) == slave_units
+    })
+    .await;
+    let r = master.put_message(msg("TopicA", 0, 100, 201)).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk, "{:?}", r.remark);
+    wait_until("replication resumed", || {
+        slave.commitlog_max_offset() == master.commitlog_max_offset()
+    })
+    .await;
+    client.shutdown().await;
+    service.shutdown().await;
+}
+
+/// Without a slave the fence stays up, across a clean restart too (only an operator lifts it).
+#[tokio::test]
+async fn ha_fence_survives_a_clean_restart_without_a_slave() {
+    use crate::store::disk::sim::{CrashMode, SeededRng};
+    let cfg = store_config("/m/store", BrokerRole::AsyncMaster);
+    let disk = SimDisk::new();
+    let master = MessageStore::open(cfg.clone(), Arc::new(disk.clone()))
+        .await
+        .expect("open");
+    master.mark_slave_seen().expect("marker");
+    master.put_message(msg("T", 0, 100, 1)).await;
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(1));
+    drop(master);
+    let master = MessageStore::open(cfg.clone(), Arc::new(disk.clone()))
+        .await
+        .expect("reopen");
+    let service = HaService::start(master.clone(), loopback(), fast_config())
+        .await
+        .expect("ha service");
+    assert!(
+        master.write_fence().is_some(),
+        "abnormal + had a slave: fenced"
+    );
+    service.shutdown().await;
+    master.shutdown().await;
+    drop(master);
+    let master = MessageStore::open(cfg.clone(), Arc::new(disk.clone()))
+        .await
+        .expect("reopen cleanly");
+    assert!(!master.recovery_outcome().abnormal);
+    let service = HaService::start(master.clone(), loopback(), fast_config())
+        .await
+        .expect("ha service");
+    let r = master.put_message(msg("T", 0, 100, 2)).await;
+    assert_eq!(
+        r.status,
+        PutMessageStatus::ServiceNotAvailable,
+        "still fenced"
+    );
+    service.shutdown().await;
+}

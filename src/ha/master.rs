@@ -10,7 +10,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::wire::{encode_transfer, ReportReader};
+use bytes::{Buf, BytesMut};
+
+use super::wire::{
+    encode_transfer, whole_entries_prefix, SlaveMessage, SlaveStreamReader, Transfer,
+    TAKE_BACK_REQUEST,
+};
 use super::{HaConfig, HaError};
 use crate::rt::{self, net::TcpListener, net::TcpStream};
 use crate::store::replication::{ReplicaWait, ReplicationWaiter, WaitFuture};
@@ -87,6 +92,7 @@ impl HaService {
             addr: bind_addr,
             source,
         })?;
+        raise_fence_if_needed(&store)?;
         let (written, _) = watch::channel(store.commitlog_max_offset());
         let (push2slave_max_offset, _) = watch::channel(-1);
         let (shutdown, _) = watch::channel(false);
@@ -170,6 +176,10 @@ impl ReplicationWaiter for HaService {
     fn wait_replicated(&self, end_offset: i64) -> WaitFuture {
         let shared = self.shared.clone();
         Box::pin(async move {
+            if shared.config.debug_bugs.ack_before_slave_confirms {
+                // Deliberate bug (t90): a false acknowledgement.
+                return ReplicaWait::Acked;
+            }
             if !shared.slave_in_sync() {
                 return ReplicaWait::NoSlave(
                     "no slave connected and in sync (SYNC_MASTER needs one)".into(),
@@ -196,6 +206,78 @@ impl ReplicationWaiter for HaService {
             }
         })
     }
+}
+
+/// The master-shorter-than-slave rule, part 1. A master that served a slave and recovered
+/// abnormally may have lost a tail its slave holds (power loss under ASYNC_FLUSH, or any bytes
+/// streamed before the fsync). Writing on would put new entries at offsets the slave already
+/// holds with other bytes: a silent divergence, and under SYNC_MASTER the loss of acknowledged
+/// messages. So writes are refused until a slave reports its offset (and any longer tail was
+/// taken back, see `serve_slave`). A fence persisted by an earlier incarnation stays up.
+fn raise_fence_if_needed(store: &MessageStore) -> Result<(), HaError> {
+    let persisted = store.write_fence_persisted();
+    let abnormal = store.recovery_outcome().abnormal && store.slave_seen_before();
+    if !persisted && !abnormal {
+        return Ok(());
+    }
+    let max = store.commitlog_max_offset();
+    let reason = format!(
+        "HA fence: this master recovered from an abnormal shutdown (CommitLog max offset {max}) \
+         and its slave may hold a longer log; writes are refused until a slave reports its \
+         offset and any missing tail is taken back from it"
+    );
+    tracing::error!(max, persisted, "{reason}");
+    store.set_write_fence(Some(reason))?;
+    Ok(())
+}
+
+/// A take-back in progress on one connection: the slave reported `until` > master max.
+struct TakeBack {
+    until: i64,
+    /// Frame bytes not yet appended (an entry still incomplete); they start at the master's
+    /// max offset.
+    pending: BytesMut,
+}
+
+/// Checks a whole-entries chunk from the slave before the master appends it: every message
+/// entry's body CRC and its stored physical offset must match where it lands.
+fn verify_take_back(start: i64, data: &[u8], file_size: u64) -> Result<(), HaError> {
+    use crate::message::entry::{
+        decode_entry, peek_header, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
+        POS_PHYSICAL_OFFSET,
+    };
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let abs = start + pos as i64;
+        let Some((total, magic)) = peek_header(&data[pos..]) else {
+            return Err(HaError::Protocol(format!(
+                "take-back: truncated entry header at CommitLog offset {abs}"
+            )));
+        };
+        if magic == MESSAGE_MAGIC_CODE_V1 || magic == MESSAGE_MAGIC_CODE_V2 {
+            let entry = &data[pos..pos + total as usize];
+            decode_entry(entry, true).map_err(|e| {
+                HaError::Protocol(format!(
+                    "take-back: entry at CommitLog offset {abs} fails its check: {e}"
+                ))
+            })?;
+            let stored = i64::from_be_bytes(
+                entry[POS_PHYSICAL_OFFSET..POS_PHYSICAL_OFFSET + 8]
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            if stored != abs {
+                return Err(HaError::Protocol(format!(
+                    "take-back: entry at CommitLog offset {abs} says it belongs at {stored}"
+                )));
+            }
+            pos += total as usize;
+        } else {
+            // A BLANK filler: whole_entries_prefix checked it runs to the end of its file.
+            pos += (file_size - abs as u64 % file_size) as usize;
+        }
+    }
+    Ok(())
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -270,14 +352,17 @@ async fn serve_slave(
     let config = &shared.config;
     let mut shutdown = shared.shutdown.subscribe();
     let mut written = shared.written.subscribe();
-    let mut reports = ReportReader::default();
+    let mut reader = SlaveStreamReader::new(super::slave::MAX_TRANSFER_SIZE);
+    let mut take_back: Option<TakeBack> = None;
+    let mut marked_seen = false;
+    let file_size = store.commitlog_file_size() as u64;
     // Where the next chunk starts; None until the first report fixes it.
     let mut next_transfer: Option<i64> = None;
     let mut last_read = rt::now();
     let mut last_write = rt::now();
     let heartbeat = Duration::from_millis(config.send_heartbeat_interval_ms);
     let housekeeping = Duration::from_millis(config.housekeeping_interval_ms);
-    let mut rbuf = vec![0u8; 1024];
+    let mut rbuf = vec![0u8; 64 * 1024];
     loop {
         let master_max = store.commitlog_max_offset();
         let has_data = matches!(next_transfer, Some(n) if n < master_max);
@@ -304,37 +389,95 @@ async fn serve_slave(
             Step::Read(0) => return Ok(()),
             Step::Read(n) => {
                 last_read = rt::now();
-                let Some(reported) = reports.feed(&rbuf[..n]) else {
-                    continue;
-                };
-                let master_max = store.commitlog_max_offset();
-                check_report(shared, peer, reported, master_max)?;
-                if next_transfer.is_none() {
-                    let start = if reported == 0 {
-                        // A new slave starts at the master's last file, like RocketMQ.
-                        master_max - master_max % store.commitlog_file_size()
-                    } else {
-                        reported
+                reader.feed(&rbuf[..n]);
+                while let Some(message) = reader.next_message()? {
+                    let reported = match message {
+                        SlaveMessage::Report(r) => r,
+                        SlaveMessage::TakeBackFrame(frame) => {
+                            let Some(tb) = take_back.as_mut() else {
+                                return Err(HaError::Protocol(format!(
+                                    "slave {peer} sent take-back bytes nobody asked for"
+                                )));
+                            };
+                            take_back_frame(shared, peer, tb, &frame, file_size)?;
+                            continue;
+                        }
+                        SlaveMessage::TakeBackEnd => {
+                            let Some(tb) = take_back.take() else {
+                                return Err(HaError::Protocol(format!(
+                                    "slave {peer} ended a take-back nobody asked for"
+                                )));
+                            };
+                            let master_max = store.commitlog_max_offset();
+                            if master_max != tb.until || !tb.pending.is_empty() {
+                                return Err(HaError::Protocol(format!(
+                                    "slave {peer} reported {} but sent back only up to {} \
+                                     ({} bytes of an incomplete entry); staying fenced",
+                                    tb.until,
+                                    master_max,
+                                    tb.pending.len()
+                                )));
+                            }
+                            tracing::warn!(
+                                %peer,
+                                master_max,
+                                "HA take-back complete: the tail this master lost was copied \
+                                 back from the slave; writes accepted again"
+                            );
+                            store.set_write_fence(None)?;
+                            shared.written.send_replace(master_max);
+                            tb.until
+                        }
                     };
-                    if start < store.commitlog_min_offset() {
-                        return Err(HaError::Protocol(format!(
-                            "slave {peer} needs offset {start} but the master's CommitLog now \
-                             starts at {}; the slave must be rebuilt",
-                            store.commitlog_min_offset()
-                        )));
+                    if take_back.is_some() {
+                        // Heartbeat reports sent before the slave saw the request.
+                        continue;
                     }
-                    tracing::info!(%peer, reported, start, "HA transfer starts");
-                    next_transfer = Some(start);
+                    let master_max = store.commitlog_max_offset();
+                    if reported > master_max && store.write_fence().is_some() {
+                        if config.debug_bugs.discard_instead_of_take_back {
+                            // Deliberate bug (t90): forget the slave's tail and write on.
+                            tracing::error!(%peer, reported, master_max, "debug bug: discarding the slave's tail");
+                            store.set_write_fence(None)?;
+                        } else {
+                            tracing::warn!(
+                                %peer,
+                                reported,
+                                master_max,
+                                "HA: slave holds {} bytes this master lost; taking them back \
+                                 before accepting writes",
+                                reported - master_max
+                            );
+                            send(
+                                &mut wr,
+                                &encode_transfer(TAKE_BACK_REQUEST, &master_max.to_be_bytes()),
+                                housekeeping,
+                                peer,
+                            )
+                            .await?;
+                            take_back = Some(TakeBack {
+                                until: reported,
+                                pending: BytesMut::new(),
+                            });
+                            continue;
+                        }
+                    }
+                    check_report(shared, peer, reported, master_max)?;
+                    if store.write_fence().is_some() {
+                        tracing::warn!(
+                            %peer,
+                            reported,
+                            master_max,
+                            "HA fence lifted: the slave holds nothing beyond this master's log"
+                        );
+                        store.set_write_fence(None)?;
+                    }
+                    if !marked_seen {
+                        store.mark_slave_seen()?;
+                        marked_seen = true;
+                    }
+                    on_report(shared, store, &conn, peer, reported, &mut next_transfer)?;
                 }
-                conn.acked_offset.store(reported, Ordering::Release);
-                shared.push2slave_max_offset.send_if_modified(|m| {
-                    if reported > *m {
-                        *m = reported;
-                        true
-                    } else {
-                        false
-                    }
-                });
             }
             Step::Send => {
                 let Some(from) = next_transfer else { continue };
@@ -371,6 +514,84 @@ async fn serve_slave(
             }
         }
     }
+}
+
+/// Applies a validated report: fixes the transfer start on the first one, records the ack.
+fn on_report(
+    shared: &Shared,
+    store: &MessageStore,
+    conn: &SlaveConn,
+    peer: SocketAddr,
+    reported: i64,
+    next_transfer: &mut Option<i64>,
+) -> Result<(), HaError> {
+    if next_transfer.is_none() {
+        let master_max = store.commitlog_max_offset();
+        let start = if reported == 0 {
+            // A new slave starts at the master's last file, like RocketMQ.
+            master_max - master_max % store.commitlog_file_size()
+        } else {
+            reported
+        };
+        if start < store.commitlog_min_offset() {
+            return Err(HaError::Protocol(format!(
+                "slave {peer} needs offset {start} but the master's CommitLog now starts at {}; \
+                 the slave must be rebuilt",
+                store.commitlog_min_offset()
+            )));
+        }
+        tracing::info!(%peer, reported, start, "HA transfer starts");
+        *next_transfer = Some(start);
+    }
+    conn.acked_offset.store(reported, Ordering::Release);
+    shared.push2slave_max_offset.send_if_modified(|m| {
+        if reported > *m {
+            *m = reported;
+            true
+        } else {
+            false
+        }
+    });
+    Ok(())
+}
+
+/// Appends the whole, verified entries of one take-back frame at the master's end.
+fn take_back_frame(
+    shared: &Shared,
+    peer: SocketAddr,
+    tb: &mut TakeBack,
+    frame: &Transfer,
+    file_size: u64,
+) -> Result<(), HaError> {
+    let store = &shared.store;
+    let master_max = store.commitlog_max_offset();
+    let expected = master_max + tb.pending.len() as i64;
+    if frame.commitlog_offset != expected {
+        return Err(HaError::Protocol(format!(
+            "slave {peer} sent take-back bytes at {} but the master expects {expected}",
+            frame.commitlog_offset
+        )));
+    }
+    if expected + frame.data.len() as i64 > tb.until {
+        return Err(HaError::Protocol(format!(
+            "slave {peer} sends take-back bytes beyond the {} it reported",
+            tb.until
+        )));
+    }
+    tb.pending.extend_from_slice(&frame.data);
+    let whole = whole_entries_prefix(master_max as u64, &tb.pending, file_size)?;
+    if whole == 0 {
+        return Ok(());
+    }
+    verify_take_back(master_max, &tb.pending[..whole], file_size)?;
+    let end = store.append_raw(master_max, &tb.pending[..whole])?;
+    assert_eq!(
+        end,
+        master_max + whole as i64,
+        "take-back must land right after the master's end"
+    );
+    tb.pending.advance(whole);
+    Ok(())
 }
 
 async fn send<W: AsyncWriteExt + Unpin>(

@@ -62,6 +62,21 @@ pub struct HaConfig {
     /// Slave reconnect backoff bounds.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Deliberate bugs for the simulation checkers (t90); all off in production.
+    pub debug_bugs: HaDebugBugs,
+}
+
+/// Deliberate HA bugs, each switched on only by `t90_checkers_fire` to show a checker fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HaDebugBugs {
+    /// SYNC_MASTER answers PUT_OK without waiting for a slave's acknowledgement.
+    pub ack_before_slave_confirms: bool,
+    /// The slave changes each entry's storeTimestamp before appending (a slave that re-encodes
+    /// instead of copying verbatim): its log is no longer a byte prefix of the master's.
+    pub slave_restamps_entries: bool,
+    /// A fenced master that learns its slave is longer lifts the fence and carries on without
+    /// taking the tail back (it discards what only the slave holds).
+    pub discard_instead_of_take_back: bool,
 }
 
 impl Default for HaConfig {
@@ -74,6 +89,7 @@ impl Default for HaConfig {
             slave_timeout_ms: 3_000,
             reconnect_min_ms: 200,
             reconnect_max_ms: 5_000,
+            debug_bugs: HaDebugBugs::default(),
         }
     }
 }

@@ -10,7 +10,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::wire::{encode_report, whole_entries_prefix, Transfer, TransferDecoder};
+use super::wire::{
+    encode_report, encode_transfer, whole_entries_prefix, Transfer, TransferDecoder,
+    TAKE_BACK_BEGIN, TAKE_BACK_REQUEST,
+};
 use super::{HaConfig, HaError};
 use crate::rt::{self, net::TcpStream};
 use crate::store::MessageStore;
@@ -257,6 +260,15 @@ async fn session(
                         Ok(None) => break,
                         Err(e) => bail!(e),
                     };
+                    if transfer.commitlog_offset == TAKE_BACK_REQUEST {
+                        if let Err(e) =
+                            send_take_back(shared, &mut wr, &transfer, local_max, addr).await
+                        {
+                            bail!(e)
+                        }
+                        last_report = rt::now();
+                        continue;
+                    }
                     match apply_transfer(
                         shared,
                         &transfer,
@@ -352,6 +364,9 @@ fn apply_transfer(
     if whole == 0 {
         return Ok(false);
     }
+    if shared.config.debug_bugs.slave_restamps_entries {
+        restamp_entries(*local_max as u64, &mut pending[..whole], file_size);
+    }
     let new_max = store.append_replica(*local_max, &pending[..whole])?;
     assert_eq!(
         new_max,
@@ -361,6 +376,101 @@ fn apply_transfer(
     pending.advance(whole);
     *local_max = new_max;
     Ok(true)
+}
+
+/// The master-shorter-than-slave rule, slave side (Apogee extension). The master lost a tail
+/// this slave holds and asks for it from `from` (its max offset). The slave never truncates and
+/// never appends the master's diverging bytes (its own appends only ever happen at its end,
+/// checked); it sends its bytes `[from, local_max)` back in frames and ends them with an empty
+/// frame. The master verifies CRCs and offsets before appending.
+async fn send_take_back<W: AsyncWriteExt + Unpin>(
+    shared: &Shared,
+    wr: &mut W,
+    request: &Transfer,
+    local_max: i64,
+    addr: &str,
+) -> Result<(), HaError> {
+    let store = &shared.store;
+    let from = i64::from_be_bytes(
+        request.data[..]
+            .try_into()
+            .map_err(|_| HaError::Protocol("take-back request without its offset".into()))?,
+    );
+    if from < store.commitlog_min_offset() || from > local_max {
+        return Err(HaError::Protocol(format!(
+            "master {addr} asks for this slave's CommitLog from {from}, but it holds [{}, \
+             {local_max})",
+            store.commitlog_min_offset()
+        )));
+    }
+    tracing::warn!(
+        master = %addr,
+        from,
+        local_max,
+        "HA: the master lost a tail this slave holds; sending {} bytes back",
+        local_max - from
+    );
+    let deadline = Duration::from_millis(shared.config.housekeeping_interval_ms);
+    let mut out = encode_report(TAKE_BACK_BEGIN).to_vec();
+    let mut at = from;
+    while at < local_max {
+        let Some(chunk) = store.read_commitlog_range(at, shared.config.transfer_batch_size)? else {
+            return Err(HaError::Protocol(format!(
+                "take-back: cannot read this slave's CommitLog at {at} (max {local_max})"
+            )));
+        };
+        let n = chunk.len().min((local_max - at) as usize);
+        out.extend_from_slice(&encode_transfer(at, &chunk[..n]));
+        at += n as i64;
+        if out.len() >= 1024 * 1024 {
+            write_all_flush(wr, &out, addr, deadline).await?;
+            out.clear();
+        }
+    }
+    out.extend_from_slice(&encode_transfer(local_max, &[]));
+    out.extend_from_slice(&encode_report(local_max));
+    write_all_flush(wr, &out, addr, deadline).await
+}
+
+/// Deliberate bug (t90): bumps each message entry's storeTimestamp (IPv4 born host layout).
+fn restamp_entries(start: u64, data: &mut [u8], file_size: u64) {
+    use crate::message::entry::{peek_header, MESSAGE_MAGIC_CODE_V1, POS_BORN_HOST};
+    let mut pos = 0usize;
+    while pos + POS_BORN_HOST + 16 < data.len() {
+        let Some((total, magic)) = peek_header(&data[pos..]) else {
+            return;
+        };
+        if magic != MESSAGE_MAGIC_CODE_V1 || total <= 0 {
+            let abs = start + pos as u64;
+            pos += (file_size - abs % file_size) as usize;
+            continue;
+        }
+        data[pos + POS_BORN_HOST + 15] ^= 1;
+        pos += total as usize;
+    }
+}
+
+async fn write_all_flush<W: AsyncWriteExt + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    addr: &str,
+    deadline: Duration,
+) -> Result<(), HaError> {
+    match rt::timeout(deadline, async {
+        wr.write_all(bytes).await?;
+        wr.flush().await
+    })
+    .await
+    {
+        Ok(r) => r.map_err(|source| HaError::Io {
+            peer: addr.to_string(),
+            source,
+        }),
+        Err(_) => Err(HaError::Housekeeping {
+            peer: addr.to_string(),
+            silent_ms: deadline.as_millis() as u64,
+        }),
+    }
 }
 
 async fn report<W: AsyncWriteExt + Unpin>(

@@ -14,6 +14,17 @@ pub const TRANSFER_HEADER_LEN: usize = 12;
 /// RocketMQ `haTransferBatchSize`.
 pub const TRANSFER_BATCH_SIZE: usize = 32 * 1024;
 
+/// Apogee extension (take-back, see ARCHITECTURE.md "HA: master shorter than slave"): a
+/// master → slave header with this offset and 8 bytes of data asks the slave to send back its
+/// CommitLog from the offset in the data. Negative, so no RocketMQ master sends it; a RocketMQ
+/// slave receiving it sees an offset mismatch and closes the connection (the master then stays
+/// fenced). The master sends it only to a slave that reported more than the master holds.
+pub const TAKE_BACK_REQUEST: i64 = -0x4150_4F47_4545_0001;
+/// Apogee extension: a slave → master "report" with this value announces take-back frames
+/// (`offset:i64 | size:i32 | data`, the master's own transfer format); a frame of size 0 ends
+/// them and the stream returns to 8-byte reports. No RocketMQ slave reports a negative offset.
+pub const TAKE_BACK_BEGIN: i64 = -0x4150_4F47_4545_0002;
+
 /// The 8 bytes a slave sends.
 pub fn encode_report(max_offset: i64) -> [u8; REPORT_LEN] {
     max_offset.to_be_bytes()
@@ -83,7 +94,8 @@ impl TransferDecoder {
         }
         let offset = i64::from_be_bytes(self.buf[0..8].try_into().expect("8 bytes"));
         let size = i32::from_be_bytes(self.buf[8..12].try_into().expect("4 bytes"));
-        if offset < 0 || size < 0 || size as usize > self.max_size {
+        let take_back = offset == TAKE_BACK_REQUEST && size == 8;
+        if (offset < 0 && !take_back) || size < 0 || size as usize > self.max_size {
             return Err(HaError::Protocol(format!(
                 "bad transfer header: offset {offset}, size {size} (max {})",
                 self.max_size
@@ -98,6 +110,80 @@ impl TransferDecoder {
             commitlog_offset: offset,
             data,
         }))
+    }
+}
+
+/// One decoded slave → master message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlaveMessage {
+    /// The slave's max offset (classic protocol).
+    Report(i64),
+    /// A take-back frame: raw CommitLog bytes of the slave from `commitlog_offset`.
+    TakeBackFrame(Transfer),
+    /// The slave sent everything it was asked for.
+    TakeBackEnd,
+}
+
+/// The master's reader of the slave stream: 8-byte reports, and (Apogee extension) take-back
+/// frames between a [`TAKE_BACK_BEGIN`] report and a frame of size 0.
+#[derive(Debug)]
+pub struct SlaveStreamReader {
+    buf: BytesMut,
+    in_frames: bool,
+    max_size: usize,
+}
+
+impl SlaveStreamReader {
+    pub fn new(max_size: usize) -> Self {
+        SlaveStreamReader {
+            buf: BytesMut::new(),
+            in_frames: false,
+            max_size,
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn next_message(&mut self) -> Result<Option<SlaveMessage>, HaError> {
+        loop {
+            if !self.in_frames {
+                if self.buf.len() < REPORT_LEN {
+                    return Ok(None);
+                }
+                let value = self.buf.get_i64();
+                if value == TAKE_BACK_BEGIN {
+                    self.in_frames = true;
+                    continue;
+                }
+                return Ok(Some(SlaveMessage::Report(value)));
+            }
+            if self.buf.len() < TRANSFER_HEADER_LEN {
+                return Ok(None);
+            }
+            let offset = i64::from_be_bytes(self.buf[0..8].try_into().expect("8 bytes"));
+            let size = i32::from_be_bytes(self.buf[8..12].try_into().expect("4 bytes"));
+            if offset < 0 || size < 0 || size as usize > self.max_size {
+                return Err(HaError::Protocol(format!(
+                    "bad take-back frame from the slave: offset {offset}, size {size} (max {})",
+                    self.max_size
+                )));
+            }
+            if self.buf.len() < TRANSFER_HEADER_LEN + size as usize {
+                return Ok(None);
+            }
+            self.buf.advance(TRANSFER_HEADER_LEN);
+            if size == 0 {
+                self.in_frames = false;
+                return Ok(Some(SlaveMessage::TakeBackEnd));
+            }
+            let data = self.buf.split_to(size as usize).freeze();
+            return Ok(Some(SlaveMessage::TakeBackFrame(Transfer {
+                commitlog_offset: offset,
+                data,
+            })));
+        }
     }
 }
 
@@ -190,6 +276,46 @@ mod tests {
         assert_eq!(&got[0].data[..], &data[..]);
         assert_eq!(got[1].commitlog_offset, 4196);
         assert!(got[1].data.is_empty(), "heartbeat");
+    }
+
+    #[test]
+    fn slave_stream_switches_between_reports_and_take_back_frames() {
+        let mut stream = encode_report(100).to_vec();
+        stream.extend_from_slice(&encode_report(TAKE_BACK_BEGIN));
+        stream.extend_from_slice(&encode_transfer(90, &[1, 2, 3]));
+        stream.extend_from_slice(&encode_transfer(93, &[]));
+        stream.extend_from_slice(&encode_report(100));
+        let mut r = SlaveStreamReader::new(16);
+        let mut got = Vec::new();
+        for piece in stream.chunks(5) {
+            r.feed(piece);
+            while let Some(m) = r.next_message().expect("valid") {
+                got.push(m);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                SlaveMessage::Report(100),
+                SlaveMessage::TakeBackFrame(Transfer {
+                    commitlog_offset: 90,
+                    data: Bytes::from_static(&[1, 2, 3]),
+                }),
+                SlaveMessage::TakeBackEnd,
+                SlaveMessage::Report(100),
+            ]
+        );
+        // A take-back request reaches the slave's decoder; other negative offsets do not.
+        let mut d = TransferDecoder::new(16);
+        d.feed(&encode_transfer(TAKE_BACK_REQUEST, &7i64.to_be_bytes()));
+        let t = d.next_transfer().expect("valid").expect("whole");
+        assert_eq!(t.commitlog_offset, TAKE_BACK_REQUEST);
+        let mut d = TransferDecoder::new(16);
+        d.feed(&encode_transfer(TAKE_BACK_REQUEST, &[0u8; 4]));
+        assert!(
+            d.next_transfer().is_err(),
+            "a request carries exactly 8 bytes"
+        );
     }
 
     #[test]

@@ -36,13 +36,28 @@ pub trait ReplicationWaiter: Send + Sync {
     fn wait_replicated(&self, end_offset: i64) -> WaitFuture;
 }
 
-/// Holder for the installed waiter (none until the broker starts its HA service).
+/// Holder for the installed waiter (none until the broker starts its HA service) and the HA
+/// write fence (a master that may be shorter than its slave refuses writes).
 #[derive(Default)]
 pub struct ReplicationHook {
     waiter: RwLock<Option<Arc<dyn ReplicationWaiter>>>,
+    fence: RwLock<Option<String>>,
 }
 
+/// Marker in storePathRootDir: this store served as a master to some slave (written on the
+/// first valid slave report). After an abnormal recovery such a master fences its writes.
+pub const SLAVE_SEEN_FILE: &str = "ha_slave_seen";
+/// Marker in storePathRootDir: the write fence is up (survives restarts, even clean ones, so a
+/// fenced master cannot shed the fence by a clean shutdown while still shorter than its slave).
+/// An operator who gives up on the slave deletes it (see README, HA).
+pub const FENCE_FILE: &str = "ha_fence";
+
 impl ReplicationHook {
+    /// Why writes are refused by HA (None: accepted).
+    pub(crate) fn write_fence(&self) -> Option<String> {
+        self.fence.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn get(&self) -> Option<Arc<dyn ReplicationWaiter>> {
         self.waiter
             .read()
@@ -82,6 +97,86 @@ impl ReplicationHook {
 }
 
 impl MessageStore {
+    /// Raises (Some) or lifts (None) the HA write fence: while up, `put_messages` answers
+    /// SERVICE_NOT_AVAILABLE with the reason. Persisted as [`FENCE_FILE`] (fsynced) before it
+    /// takes effect in memory on lifting, and after on raising, so a crash never loses a fence.
+    pub fn set_write_fence(&self, reason: Option<String>) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let root = inner.config.store_path_root_dir.clone();
+        let path = root.join(FENCE_FILE);
+        let io = |op: &'static str, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { op, path, source }
+        };
+        match &reason {
+            Some(r) => {
+                *self
+                    .replication
+                    .fence
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+                if !inner.disk.exists(&path) {
+                    inner.disk.create(&path, 0).map_err(io("create", &path))?;
+                    inner.disk.sync_dir(&root).map_err(io("sync dir", &root))?;
+                }
+            }
+            None => {
+                if inner.disk.exists(&path) {
+                    inner.disk.remove_file(&path).map_err(io("remove", &path))?;
+                    inner.disk.sync_dir(&root).map_err(io("sync dir", &root))?;
+                }
+                *self
+                    .replication
+                    .fence
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The HA write fence's reason, if up.
+    pub fn write_fence(&self) -> Option<String> {
+        self.replication.write_fence()
+    }
+
+    /// A fence persisted by an earlier incarnation ([`FENCE_FILE`] exists).
+    pub fn write_fence_persisted(&self) -> bool {
+        let root = &self.inner.config.store_path_root_dir;
+        self.inner.disk.exists(&root.join(FENCE_FILE))
+    }
+
+    /// Has this store ever served a slave ([`SLAVE_SEEN_FILE`])?
+    pub fn slave_seen_before(&self) -> bool {
+        let root = &self.inner.config.store_path_root_dir;
+        self.inner.disk.exists(&root.join(SLAVE_SEEN_FILE))
+    }
+
+    /// Records (durably, once) that this store serves a slave.
+    pub fn mark_slave_seen(&self) -> Result<(), StoreError> {
+        let root = self.inner.config.store_path_root_dir.clone();
+        let path = root.join(SLAVE_SEEN_FILE);
+        if self.inner.disk.exists(&path) {
+            return Ok(());
+        }
+        self.inner
+            .disk
+            .create(&path, 0)
+            .map_err(|source| StoreError::Io {
+                op: "create",
+                path: path.clone(),
+                source,
+            })?;
+        self.inner
+            .disk
+            .sync_dir(&root)
+            .map_err(|source| StoreError::Io {
+                op: "sync dir",
+                path: root.clone(),
+                source,
+            })
+    }
+
     /// Installs the SYNC_MASTER waiter (the broker's HA service).
     pub fn set_replication_waiter(&self, waiter: Arc<dyn ReplicationWaiter>) {
         *self
