@@ -311,9 +311,56 @@ pub fn peek_header(buf: &[u8]) -> Option<(i32, i32)> {
     Some((read_i32(buf, POS_TOTAL_SIZE), read_i32(buf, POS_MAGIC)))
 }
 
-/// Decodes one entry at the start of `buf`; checks magic, declared size and (if `check_crc`)
-/// body CRC. Returns the message and its total size.
-pub fn decode_entry(buf: &[u8], check_crc: bool) -> Result<(MessageExt, usize), String> {
+/// The fields of a stored entry, borrowed from its bytes (no allocation): what dispatch and
+/// recovery need per entry. [`decode_entry`] builds a [`MessageExt`] from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    pub store_size: i32,
+    pub body_crc: i32,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub queue_offset: i64,
+    pub commitlog_offset: i64,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_timestamp: i64,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+    pub body: &'a [u8],
+    pub topic: &'a str,
+    /// The encoded property string.
+    pub properties: &'a str,
+}
+
+impl<'a> EntryView<'a> {
+    /// The value of property `name`, found in the encoded string without building a map.
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        self.properties
+            .split(super::properties::PROPERTY_SEPARATOR)
+            .filter_map(|seg| {
+                let (k, v) = seg.split_once(super::properties::NAME_VALUE_SEPARATOR)?;
+                (k == name).then_some(v)
+            })
+            // The last occurrence wins, as in `decode_properties`.
+            .last()
+    }
+    /// KEYS tokens (space-separated), without allocating.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> {
+        self.property(super::properties::KEYS)
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+    }
+    pub fn uniq_key(&self) -> Option<&'a str> {
+        self.property(super::properties::UNIQ_KEY)
+    }
+}
+
+/// Parses one entry at the start of `buf` without copying; checks magic, declared size and
+/// (if `check_crc`) body CRC. Returns the view and the entry's total size.
+pub fn parse_entry(buf: &[u8], check_crc: bool) -> Result<(EntryView<'_>, usize), String> {
     let mut r = Reader { buf, pos: 0 };
     let store_size = r.i32("TOTALSIZE")?;
     let magic = r.i32("MAGICCODE")?;
@@ -381,13 +428,11 @@ pub fn decode_entry(buf: &[u8], check_crc: bool) -> Result<(MessageExt, usize), 
             ));
         }
     }
-    let topic = std::str::from_utf8(topic)
-        .map_err(|e| format!("topic is not UTF-8: {e}"))?
-        .to_string();
+    let topic = std::str::from_utf8(topic).map_err(|e| format!("topic is not UTF-8: {e}"))?;
     let properties =
         std::str::from_utf8(properties).map_err(|e| format!("properties are not UTF-8: {e}"))?;
     Ok((
-        MessageExt {
+        EntryView {
             store_size,
             body_crc: body_crc_stored,
             queue_id,
@@ -401,11 +446,38 @@ pub fn decode_entry(buf: &[u8], check_crc: bool) -> Result<(MessageExt, usize), 
             store_host,
             reconsume_times,
             prepared_transaction_offset,
-            body: Bytes::copy_from_slice(body),
+            body,
             topic,
-            properties: super::decode_properties(properties),
+            properties,
         },
         store_size as usize,
+    ))
+}
+
+/// Decodes one entry at the start of `buf`; checks magic, declared size and (if `check_crc`)
+/// body CRC. Returns the message and its total size.
+pub fn decode_entry(buf: &[u8], check_crc: bool) -> Result<(MessageExt, usize), String> {
+    let (v, size) = parse_entry(buf, check_crc)?;
+    Ok((
+        MessageExt {
+            store_size: v.store_size,
+            body_crc: v.body_crc,
+            queue_id: v.queue_id,
+            flag: v.flag,
+            queue_offset: v.queue_offset,
+            commitlog_offset: v.commitlog_offset,
+            sys_flag: v.sys_flag,
+            born_timestamp: v.born_timestamp,
+            born_host: v.born_host,
+            store_timestamp: v.store_timestamp,
+            store_host: v.store_host,
+            reconsume_times: v.reconsume_times,
+            prepared_transaction_offset: v.prepared_transaction_offset,
+            body: Bytes::copy_from_slice(v.body),
+            topic: v.topic.to_string(),
+            properties: super::decode_properties(v.properties),
+        },
+        size,
     ))
 }
 

@@ -28,6 +28,11 @@ where
     tokio::spawn(future)
 }
 
+/// Lets other tasks on this worker run before continuing.
+pub async fn yield_now() {
+    tokio::task::yield_now().await
+}
+
 /// Sleeps for `duration` of (simulated) time.
 pub async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await

@@ -1,7 +1,9 @@
 //! The `checkpoint` file in RocketMQ's layout (one 4 KiB page, big-endian i64s):
 //! `physicMsgTimestamp @0 | logicsMsgTimestamp @8 | indexMsgTimestamp @16 |
-//! masterFlushedOffset @24 | confirmPhyOffset @32`. Updated after CommitLog, ConsumeQueue and
-//! index flushes; read at start to choose where abnormal recovery begins.
+//! masterFlushedOffset @24 | confirmPhyOffset @32`, plus two Apogee fields in the page's unused
+//! bytes: `commitlogFlushedOffset @40 | dispatchFlushedOffset @48` (RocketMQ leaves them zero
+//! and ignores them; zero means "unknown" here). Updated after CommitLog, ConsumeQueue and
+//! index flushes; read at start to choose where recovery scans and re-dispatches from.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,10 @@ use crate::store::error::StoreError;
 
 /// Size of the checkpoint file (one OS page, as RocketMQ maps it).
 pub const CHECKPOINT_FILE_SIZE: u64 = 4096;
+/// RocketMQ's five fields: a shorter file is corrupt.
 const FIELDS_LEN: usize = 40;
+/// With the two Apogee offsets.
+const ALL_FIELDS_LEN: usize = 56;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CheckpointData {
@@ -23,17 +28,25 @@ pub struct CheckpointData {
     pub index_msg_timestamp: i64,
     pub master_flushed_offset: i64,
     pub confirm_phy_offset: i64,
+    /// CommitLog offset below which every byte was durable when the checkpoint was written
+    /// (an entry boundary); 0 when unknown (a checkpoint written by RocketMQ).
+    pub commitlog_flushed_offset: i64,
+    /// CommitLog offset below which every entry's ConsumeQueue unit and index keys were durable
+    /// when the checkpoint was written; 0 when unknown.
+    pub dispatch_flushed_offset: i64,
 }
 
 impl CheckpointData {
-    pub fn encode(&self) -> [u8; FIELDS_LEN] {
-        let mut b = [0u8; FIELDS_LEN];
+    pub fn encode(&self) -> [u8; ALL_FIELDS_LEN] {
+        let mut b = [0u8; ALL_FIELDS_LEN];
         let fields = [
             self.physic_msg_timestamp,
             self.logics_msg_timestamp,
             self.index_msg_timestamp,
             self.master_flushed_offset,
             self.confirm_phy_offset,
+            self.commitlog_flushed_offset,
+            self.dispatch_flushed_offset,
         ];
         for (i, v) in fields.iter().enumerate() {
             b[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
@@ -41,10 +54,15 @@ impl CheckpointData {
         b
     }
 
-    pub fn decode(b: &[u8; FIELDS_LEN]) -> CheckpointData {
+    /// Decodes RocketMQ's five fields and, when present, the two Apogee offsets.
+    pub fn decode(b: &[u8]) -> CheckpointData {
+        assert!(b.len() >= FIELDS_LEN, "checkpoint fields truncated");
         let at = |i: usize| {
+            let Some(field) = b.get(i * 8..i * 8 + 8) else {
+                return 0;
+            };
             let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            a.copy_from_slice(field);
             i64::from_be_bytes(a)
         };
         CheckpointData {
@@ -53,6 +71,8 @@ impl CheckpointData {
             index_msg_timestamp: at(2),
             master_flushed_offset: at(3),
             confirm_phy_offset: at(4),
+            commitlog_flushed_offset: at(5).max(0),
+            dispatch_flushed_offset: at(6).max(0),
         }
     }
 
@@ -86,9 +106,10 @@ impl Checkpoint {
                     reason: format!("checkpoint shorter than {FIELDS_LEN} bytes"),
                 });
             }
-            let mut b = [0u8; FIELDS_LEN];
-            file.read_at(0, &mut b).map_err(io("read"))?;
-            (file, CheckpointData::decode(&b))
+            let n = (file.len() as usize).min(ALL_FIELDS_LEN);
+            let mut b = [0u8; ALL_FIELDS_LEN];
+            file.read_at(0, &mut b[..n]).map_err(io("read"))?;
+            (file, CheckpointData::decode(&b[..n]))
         } else {
             let dir = path.parent().unwrap_or_else(|| Path::new("."));
             disk.create_dir_all(dir).map_err(io("create dir"))?;
@@ -127,7 +148,7 @@ impl Checkpoint {
         };
         self.file.write_at(0, &bytes).map_err(io("write"))?;
         self.file
-            .sync_range(0, FIELDS_LEN as u64)
+            .sync_range(0, ALL_FIELDS_LEN as u64)
             .map_err(io("fsync"))?;
         Ok(())
     }

@@ -555,6 +555,62 @@ impl ConsumeQueue {
         })
     }
 
+    /// After an abnormal exit: units of entries at or beyond `commitlog_offset` may exist only
+    /// in the page cache (or in pages a failed fsync marked clean). Writes them again and
+    /// marks them unflushed, so the next flush really makes them durable.
+    fn redirty_from(&self, commitlog_offset: i64) -> Result<()> {
+        let mut st = self.write_state();
+        let Some(first) = st.files.first().map(|f| f.start_byte_offset) else {
+            return Ok(());
+        };
+        let lo = first / CQ_STORE_UNIT_SIZE;
+        let hi = st.write_pos / CQ_STORE_UNIT_SIZE;
+        let from = if commitlog_offset <= 0 {
+            lo
+        } else {
+            partition_point(lo, hi, |q| {
+                let u = self.read_unit_locked(&st, q)?;
+                Ok(u.is_blank() || u.commitlog_offset < commitlog_offset)
+            })?
+        };
+        let from_pos = from * CQ_STORE_UNIT_SIZE;
+        let mut buf = Vec::new();
+        for f in &st.files {
+            let file_end = f.start_byte_offset + self.file_size;
+            if file_end <= from_pos || f.start_byte_offset >= st.write_pos {
+                continue;
+            }
+            let a = from_pos.max(f.start_byte_offset) - f.start_byte_offset;
+            let b = st.write_pos.min(file_end) - f.start_byte_offset;
+            buf.resize((b - a) as usize, 0);
+            f.file
+                .read_at(a, &mut buf)
+                .map_err(io_err("read", &f.path))?;
+            f.file
+                .write_at(a, &buf)
+                .map_err(io_err("rewrite", &f.path))?;
+        }
+        st.flushed_pos = st.flushed_pos.min(from_pos);
+        Ok(())
+    }
+
+    /// CommitLog offset of the first real unit not yet durable; None when every unit is.
+    /// Units are in CommitLog order, so every entry below it has its unit durable here.
+    pub fn first_unflushed_commitlog_offset(&self) -> Result<Option<i64>> {
+        let st = self.read_state();
+        let mut queue_offset = st.flushed_pos / CQ_STORE_UNIT_SIZE;
+        let end = st.write_pos / CQ_STORE_UNIT_SIZE;
+        while queue_offset < end {
+            let unit = self.read_unit_locked(&st, queue_offset)?;
+            if !unit.is_blank() {
+                return Ok(Some(unit.commitlog_offset));
+            }
+            // Blank pads at the head of a queue that started mid-file refer to no entry.
+            queue_offset += 1;
+        }
+        Ok(None)
+    }
+
     fn rewrite_tags_code_locked(
         &self,
         st: &mut QueueState,
@@ -1194,6 +1250,27 @@ impl ConsumeQueueStore {
             q.truncate_dirty(commitlog_max_offset)?;
         }
         Ok(())
+    }
+
+    /// See [`ConsumeQueue::redirty_from`]; for every queue.
+    pub fn redirty_from(&self, commitlog_offset: i64) -> Result<()> {
+        for q in self.all_queues() {
+            q.redirty_from(commitlog_offset)?;
+        }
+        Ok(())
+    }
+
+    /// The smallest CommitLog offset whose unit is not yet durable in some queue; None when
+    /// every queue is durable to its end. With the reput offset taken before a flush this
+    /// gives the point up to which dispatch results survive a power loss.
+    pub fn min_unflushed_commitlog_offset(&self) -> Result<Option<i64>> {
+        let mut min: Option<i64> = None;
+        for q in self.all_queues() {
+            if let Some(off) = q.first_unflushed_commitlog_offset()? {
+                min = Some(min.map_or(off, |m| m.min(off)));
+            }
+        }
+        Ok(min)
     }
 
     /// Flushes every queue with at least `least_pages` dirty pages (0: everything dirty).

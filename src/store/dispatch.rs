@@ -5,11 +5,11 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::message::entry::{decode_entry, MessageExt};
+use crate::message::entry::{parse_entry, EntryView, MessageExt};
 use crate::message::properties::{tags_hash_code, DELAY, TAGS};
 use crate::message::sysflag;
 use crate::store::commitlog::append::takes_queue_offset;
-use crate::store::commitlog::{CommitLog, EntryAt};
+use crate::store::commitlog::{CommitLog, EntryKind};
 use crate::store::consume_queue::{ConsumeQueueError, ConsumeQueueStore};
 use crate::store::error::StoreError;
 use crate::store::key_index::KeyIndex;
@@ -62,6 +62,18 @@ pub fn tags_code_of(msg: &MessageExt, delay_levels_ms: &[i64]) -> i64 {
         .unwrap_or(0)
 }
 
+/// [`tags_code_of`] for a borrowed entry (dispatch's allocation-free path).
+pub fn tags_code_of_view(entry: &EntryView<'_>, delay_levels_ms: &[i64]) -> i64 {
+    if entry.topic == SCHEDULE_TOPIC {
+        if let Some(level) = entry.property(DELAY).and_then(|l| l.parse::<usize>().ok()) {
+            let level = level.clamp(1, delay_levels_ms.len().max(1));
+            let delay = delay_levels_ms.get(level - 1).copied().unwrap_or(1000);
+            return entry.store_timestamp + delay;
+        }
+    }
+    entry.property(TAGS).map(tags_hash_code).unwrap_or(0)
+}
+
 /// How dispatch treats a ConsumeQueue that does not line up with the entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DispatchMode {
@@ -98,6 +110,8 @@ struct DispatchState {
     reput_offset: u64,
     /// Store timestamp of the newest dispatched entry (checkpoint logics timestamp).
     last_store_timestamp: i64,
+    /// Entry buffer reused across entries.
+    buf: Vec<u8>,
 }
 
 pub struct Dispatcher {
@@ -163,16 +177,17 @@ impl Dispatcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut done = 0;
+        let st = &mut *st;
         while st.reput_offset < end {
             let offset = st.reput_offset;
-            let entry = match log.read_entry_at(offset, false)? {
-                EntryAt::Message(bytes) => bytes,
-                EntryAt::Blank => {
+            match log.read_entry_into(offset, false, &mut st.buf)? {
+                EntryKind::Message => {}
+                EntryKind::Blank => {
                     let file_size = log.file_size();
                     st.reput_offset = (offset / file_size + 1) * file_size;
                     continue;
                 }
-                EntryAt::Invalid(reason) => {
+                EntryKind::Invalid(reason) => {
                     let file = log.files.find(offset);
                     return Err(DispatchError::Store(StoreError::Corrupt {
                         path: file.map(|f| f.path.clone()).unwrap_or_default(),
@@ -184,7 +199,7 @@ impl Dispatcher {
                 }
             };
             let (msg, size) =
-                decode_entry(&entry, false).map_err(|reason| StoreError::Corrupt {
+                parse_entry(&st.buf, false).map_err(|reason| StoreError::Corrupt {
                     path: log
                         .files
                         .find(offset)
@@ -197,20 +212,20 @@ impl Dispatcher {
                 msg.commitlog_offset as u64, offset,
                 "entry sits at its own offset"
             );
-            assert_eq!(size, entry.len());
-            let tags_code = tags_code_of(&msg, &self.delay_levels_ms);
+            assert_eq!(size, st.buf.len());
+            let tags_code = tags_code_of_view(&msg, &self.delay_levels_ms);
             if takes_queue_offset(msg.sys_flag) {
-                let cq_max = cq.max_offset(&msg.topic, msg.queue_id);
+                let cq_max = cq.max_offset(msg.topic, msg.queue_id);
                 if mode == DispatchMode::ReplayFromMiddle && msg.queue_offset > cq_max {
                     return Err(DispatchError::ReplayGap {
-                        topic: msg.topic.clone(),
+                        topic: msg.topic.to_string(),
                         queue_id: msg.queue_id,
                         queue_offset: msg.queue_offset,
                         cq_max_offset: cq_max,
                     });
                 }
                 let put = cq.put_unit(
-                    &msg.topic,
+                    msg.topic,
                     msg.queue_id,
                     msg.queue_offset,
                     offset as i64,
@@ -229,31 +244,32 @@ impl Dispatcher {
                     Err(e) => return Err(StoreError::from(e).into()),
                 };
                 // Raw (replicated) appends bypass the append path: keep its table in step.
+                // Entries the append path wrote (or recovery vouched for) lie below its end.
                 {
                     let mut append = log.lock_append();
-                    let next = append
-                        .queue_offsets
-                        .entry((msg.topic.clone(), msg.queue_id))
-                        .or_insert(0);
-                    *next = (*next).max(msg.queue_offset + 1);
                     if append.last_end_offset < offset + size as u64 {
+                        let next = append
+                            .queue_offsets
+                            .entry((msg.topic.to_string(), msg.queue_id))
+                            .or_insert(0);
+                        *next = (*next).max(msg.queue_offset + 1);
                         append.last_end_offset = offset + size as u64;
                         append.last_store_timestamp = msg.store_timestamp;
                     }
                 }
                 if let Some(listener) = &listener {
-                    listener(&msg.topic, msg.queue_id, new_max, tags_code);
+                    listener(msg.topic, msg.queue_id, new_max, tags_code);
                 }
             }
             if self.index_enabled
                 && sysflag::transaction_type(msg.sys_flag) != sysflag::TRANSACTION_ROLLBACK_TYPE
             {
-                let mut keys: Vec<&str> = msg.keys();
+                let mut keys: Vec<&str> = msg.keys().collect();
                 if let Some(uniq) = msg.uniq_key() {
                     keys.push(uniq);
                 }
                 if !keys.is_empty() {
-                    index.build_index(&msg.topic, &keys, offset as i64, msg.store_timestamp)?;
+                    index.build_index(msg.topic, &keys, offset as i64, msg.store_timestamp)?;
                 }
             }
             st.reput_offset = offset + size as u64;

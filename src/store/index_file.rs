@@ -859,6 +859,14 @@ impl IndexService {
 
     /// Syncs files written since their last flush. Returns the end timestamp of the newest
     /// file (for the checkpoint's `indexMsgTimestamp`), None without entries.
+    /// Treats every file as dirty, so the next flush syncs it whole: after an abnormal exit
+    /// the loaded pages may exist only in the page cache.
+    pub fn mark_dirty(&self) {
+        for f in self.files() {
+            f.dirty.store(true, Ordering::Release);
+        }
+    }
+
     pub fn flush(&self) -> Result<Option<i64>> {
         let files = self.files();
         for f in &files {

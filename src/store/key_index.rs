@@ -38,6 +38,8 @@ pub trait KeyIndex: Send + Sync {
     fn flush(&self) -> Result<Option<i64>, StoreError>;
     /// Drops index files wholly below the CommitLog's min offset.
     fn delete_expired(&self, commitlog_min_offset: i64) -> Result<(), StoreError>;
+    /// After an abnormal exit: what was loaded may not be durable; the next flush syncs all.
+    fn mark_dirty(&self) {}
 }
 
 /// No key index (messageIndexEnable=false): queries find nothing.
@@ -114,6 +116,9 @@ impl KeyIndex for crate::store::index_file::IndexService {
     }
     fn flush(&self) -> Result<Option<i64>, StoreError> {
         crate::store::index_file::IndexService::flush(self).map_err(StoreError::from)
+    }
+    fn mark_dirty(&self) {
+        crate::store::index_file::IndexService::mark_dirty(self)
     }
     fn delete_expired(&self, commitlog_min_offset: i64) -> Result<(), StoreError> {
         crate::store::index_file::IndexService::delete_expired(self, commitlog_min_offset)

@@ -232,9 +232,20 @@ impl StoreInner {
     /// before the flush started.
     pub(crate) fn flush_derived(&self, least_pages: u32) -> Result<(), StoreError> {
         let dispatched_ts = self.dispatcher.last_store_timestamp();
+        // Every entry below the reput offset has its unit and keys written; after the flushes
+        // below they are durable, except units a queue skipped (fewer dirty pages than asked).
+        let reput_before = self.dispatcher.reput_offset() as i64;
         self.cq.flush(least_pages).map_err(StoreError::from)?;
         let index_ts = self.index.flush()?;
+        let unflushed = self
+            .cq
+            .min_unflushed_commitlog_offset()
+            .map_err(StoreError::from)?;
+        let dispatch_flushed = unflushed.map_or(reput_before, |u| u.min(reput_before));
+        let commitlog_flushed = self.log.flushed_offset() as i64;
         self.checkpoint.update(|c| {
+            c.dispatch_flushed_offset = dispatch_flushed;
+            c.commitlog_flushed_offset = commitlog_flushed;
             if least_pages == 0 && dispatched_ts > 0 {
                 c.logics_msg_timestamp = dispatched_ts;
             }
@@ -418,65 +429,72 @@ impl MessageStore {
                 Err(other) => return failed(PutMessageStatus::UnknownError, format!("{other:?}")),
             }
         }
-        // Append and dispatch touch files (and fsync when a new file is created): run them
-        // off the async workers. Order between puts is decided by the append lock inside.
-        let worker = inner.clone();
-        let msg_count = batch.len() as u64;
-        let appended = crate::rt::blocking(move || -> Result<_, PutMessageResult> {
-            let appended = match worker.log.append(&mut encoded, &crate::rt::now_ms) {
-                Ok(a) => a,
-                Err(AppendError::MessageIllegal(r)) => {
-                    return Err(failed(PutMessageStatus::MessageIllegal, r))
+        // The append is a memcpy into the mapping under the append lock: done here, on the
+        // async task. Only creating the next file (preallocation, fsyncs) goes to a blocking
+        // thread. Order between puts is decided by the append lock.
+        let total: u64 = encoded.iter().map(|e| e.bytes.len() as u64).sum();
+        let appended = loop {
+            let error = match inner.log.try_append(&mut encoded, &crate::rt::now_ms) {
+                Ok(Some(a)) => break a,
+                Ok(None) => {
+                    let worker = inner.clone();
+                    match crate::rt::blocking(move || worker.log.make_room(total)).await {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    }
                 }
-                Err(AppendError::PropertiesSizeExceeded(r)) => {
-                    return Err(failed(PutMessageStatus::PropertiesSizeExceeded, r))
+                Err(e) => e,
+            };
+            return match error {
+                AppendError::MessageIllegal(r) => failed(PutMessageStatus::MessageIllegal, r),
+                AppendError::PropertiesSizeExceeded(r) => {
+                    failed(PutMessageStatus::PropertiesSizeExceeded, r)
                 }
-                Err(AppendError::DiskFull(r)) => {
+                AppendError::DiskFull(r) => {
                     tracing::warn!(reason = %r, "append refused: disk full");
-                    return Err(refused(format!("disk full, message not stored: {r}")));
+                    refused(format!("disk full, message not stored: {r}"))
                 }
-                Err(AppendError::Io(e)) => {
+                AppendError::Io(e) => {
                     let reason = format!("CommitLog write failed: {e}");
                     tracing::error!(%reason, "store poisoned");
-                    worker.poison(reason.clone());
-                    return Err(refused(reason));
+                    inner.poison(reason.clone());
+                    refused(reason)
                 }
             };
-            worker
-                .stats
-                .put_message_times_total
-                .fetch_add(msg_count, Ordering::Relaxed);
-            worker
-                .stats
-                .put_message_size_total
-                .fetch_add(appended.wrote_bytes, Ordering::Relaxed);
-            if let Err(e) = worker.dispatch_written() {
-                let reason = format!("dispatch to ConsumeQueue/index failed: {e}");
-                tracing::error!(%reason, "store poisoned");
-                worker.poison(reason.clone());
-                return Err(refused(reason));
-            }
-            Ok(appended)
-        })
-        .await;
-        let appended = match appended {
-            Ok(a) => a,
-            Err(result) => return result,
         };
+        inner
+            .stats
+            .put_message_times_total
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        inner
+            .stats
+            .put_message_size_total
+            .fetch_add(appended.wrote_bytes, Ordering::Relaxed);
+        // Dispatch before the reply, so a message acknowledged PUT_OK is pullable at once.
+        // ConsumeQueue and index writes are memcpys into mappings as well.
+        if let Err(e) = inner.dispatch_written() {
+            let reason = format!("dispatch to ConsumeQueue/index failed: {e}");
+            tracing::error!(%reason, "store poisoned");
+            inner.poison(reason.clone());
+            return refused(reason);
+        }
         let end_offset = appended.wrote_offset + appended.wrote_bytes;
+        if let Some(job) = inner.log.warm_job(end_offset) {
+            // Page faults ahead of the writer happen on a blocking thread, not in appends.
+            let log = inner.log.clone();
+            crate::rt::spawn(async move { crate::rt::blocking(move || log.warm(job)).await });
+        }
         self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
-        let msg_id = appended
-            .commitlog_offsets
-            .iter()
-            .map(|off| {
-                crate::message::msg_id::create_offset_msg_id(
-                    store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                    *off as i64,
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",");
+        let store_host = store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let msg_id = match &appended.commitlog_offsets[..] {
+            [one] => crate::message::msg_id::create_offset_msg_id(store_host, *one as i64),
+            many => many
+                .iter()
+                .map(|off| crate::message::msg_id::create_offset_msg_id(store_host, *off as i64))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         let append = AppendResult {
             wrote_offset: appended.wrote_offset as i64,
             wrote_bytes: appended.wrote_bytes as i32,
@@ -487,8 +505,10 @@ impl MessageStore {
         };
         let mut status = PutMessageStatus::PutOk;
         let mut remark = None;
+        let mut awaited = false;
         if inner.config.flush_disk_type == FlushDiskType::SyncFlush {
             if wait && !inner.config.debug_bugs.ack_sync_flush_before_fsync {
+                awaited = true;
                 match inner
                     .group_commit
                     .wait_flushed(end_offset, inner.config.sync_flush_timeout_ms)
@@ -509,6 +529,11 @@ impl MessageStore {
             }
             // With the deliberate bug the flush loop's own timer makes the acked bytes durable
             // later, leaving a window in which a power loss loses an acknowledged message.
+        }
+        if !awaited {
+            // Nothing above waited: without a yield a producer that never pauses would keep
+            // the worker and starve the flush, dispatch and timer tasks.
+            crate::rt::yield_now().await;
         }
         // HA hook (replication.rs): SYNC_MASTER waits for a slave; the results combine.
         let (status, remark) = self

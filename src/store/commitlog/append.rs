@@ -134,13 +134,8 @@ fn classify(e: StoreError) -> AppendError {
 }
 
 impl CommitLog {
-    /// Appends `batch` (all entries of one topic-queue when more than one) contiguously in one
-    /// file with consecutive queue offsets. `clock_ms` (`rt::now_ms`) is read under the lock.
-    pub fn append(
-        &self,
-        batch: &mut [EncodedEntry],
-        clock_ms: &dyn Fn() -> i64,
-    ) -> Result<Appended, AppendError> {
+    /// Checks a batch before the append lock: one topic-queue, fits one file. Returns its size.
+    fn check_batch(&self, batch: &[EncodedEntry]) -> Result<u64, AppendError> {
         assert!(!batch.is_empty(), "empty append batch");
         if batch.len() > 1 {
             let (t, q) = (&batch[0].topic, batch[0].queue_id);
@@ -157,13 +152,37 @@ impl CommitLog {
                 "{total} bytes cannot fit a {file_size}-byte CommitLog file"
             )));
         }
+        Ok(total)
+    }
 
-        let mut st = self.lock_append();
-        let mut file = match self.files.last() {
+    /// Appends `batch` (all entries of one topic-queue when more than one) contiguously in one
+    /// file with consecutive queue offsets. `clock_ms` (`rt::now_ms`) is read under the lock.
+    /// Blocking when a new file must be created; the store's put path uses [`Self::try_append`]
+    /// and [`Self::make_room`] to keep that off the async workers.
+    pub fn append(
+        &self,
+        batch: &mut [EncodedEntry],
+        clock_ms: &dyn Fn() -> i64,
+    ) -> Result<Appended, AppendError> {
+        let total = self.check_batch(batch)?;
+        loop {
+            if let Some(appended) = self.try_append(batch, clock_ms)? {
+                return Ok(appended);
+            }
+            self.make_room(total)?;
+        }
+    }
+
+    /// Ensures the last file can take `total` more bytes: writes the BLANK filler into a file
+    /// too full for them and creates the next file (file creation and its fsyncs: blocking).
+    pub fn make_room(&self, total: u64) -> Result<(), AppendError> {
+        let _st = self.lock_append();
+        let file = match self.files.last() {
             Some(f) if !f.is_full() => f,
             last => {
                 let start = last.map(|f| f.end_offset()).unwrap_or(0);
-                self.files.create_next(start).map_err(classify)?
+                self.files.create_next(start).map_err(classify)?;
+                return Ok(());
             }
         };
         let remaining = file.size - file.wrote_pos();
@@ -171,38 +190,55 @@ impl CommitLog {
             remaining >= END_FILE_MIN_BLANK_LENGTH,
             "file tail too short for a blank"
         );
-        if total + END_FILE_MIN_BLANK_LENGTH > remaining {
-            // Fill the rest of the file: the blank says "skip to the next file".
-            let mut blank = [0u8; 8];
-            blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
-            blank[4..].copy_from_slice(&entry::BLANK_MAGIC_CODE.to_be_bytes());
-            let pos = file.wrote_pos();
-            file.file.write_at(pos, &blank).map_err(|source| {
-                classify(StoreError::Io {
-                    op: "write blank",
-                    path: file.path.clone(),
-                    source,
-                })
-            })?;
-            file.set_wrote_pos(file.size);
-            file = self
-                .files
-                .create_next(file.end_offset())
-                .map_err(classify)?;
+        if total + END_FILE_MIN_BLANK_LENGTH <= remaining {
+            return Ok(()); // another put made room meanwhile
         }
+        // Fill the rest of the file: the blank says "skip to the next file".
+        let mut blank = [0u8; 8];
+        blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
+        blank[4..].copy_from_slice(&entry::BLANK_MAGIC_CODE.to_be_bytes());
+        let pos = file.wrote_pos();
+        file.file.write_at(pos, &blank).map_err(|source| {
+            classify(StoreError::Io {
+                op: "write blank",
+                path: file.path.clone(),
+                source,
+            })
+        })?;
+        file.set_wrote_pos(file.size);
+        self.files
+            .create_next(file.end_offset())
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Appends `batch` if the last file has room for it; `Ok(None)` (nothing written) when a
+    /// new file is needed first ([`Self::make_room`]). Never blocks on more than the append lock
+    /// and a memcpy into the mapping, so the put path calls it on the async task.
+    pub fn try_append(
+        &self,
+        batch: &mut [EncodedEntry],
+        clock_ms: &dyn Fn() -> i64,
+    ) -> Result<Option<Appended>, AppendError> {
+        let total = self.check_batch(batch)?;
+        let mut st = self.lock_append();
+        let file = match self.files.last() {
+            Some(f) if f.size - f.wrote_pos() >= total + END_FILE_MIN_BLANK_LENGTH => f,
+            _ => return Ok(None),
+        };
 
         // Read under the lock so store timestamps follow CommitLog order (as far as the
         // clock allows).
         let store_timestamp = clock_ms();
-        let wrote_offset = file.start_offset + file.wrote_pos();
+        let file_pos = file.wrote_pos();
+        let wrote_offset = file.start_offset + file_pos;
         let key = (batch[0].topic.clone(), batch[0].queue_id);
         let first_queue_offset = st.queue_offsets.get(&key).copied().unwrap_or(0);
         let mut next_queue_offset = first_queue_offset;
-        let mut buf = Vec::with_capacity(total as usize);
         let mut queue_offsets = Vec::with_capacity(batch.len());
         let mut commitlog_offsets = Vec::with_capacity(batch.len());
+        let mut entry_offset = wrote_offset;
         for e in batch.iter_mut() {
-            let commitlog_offset = wrote_offset + buf.len() as u64;
             let queue_offset = if takes_queue_offset(e.sys_flag) {
                 next_queue_offset += 1;
                 next_queue_offset - 1
@@ -212,22 +248,35 @@ impl CommitLog {
             entry::patch_entry(
                 &mut e.bytes,
                 queue_offset,
-                commitlog_offset as i64,
+                entry_offset as i64,
                 store_timestamp,
             );
             queue_offsets.push(queue_offset);
-            commitlog_offsets.push(commitlog_offset);
-            buf.extend_from_slice(&e.bytes);
+            commitlog_offsets.push(entry_offset);
+            entry_offset += e.bytes.len() as u64;
         }
-        assert_eq!(buf.len() as u64, total);
-        let file_pos = file.wrote_pos();
-        file.file.write_at(file_pos, &buf).map_err(|source| {
-            classify(StoreError::Io {
-                op: "write",
-                path: file.path.clone(),
-                source,
+        assert_eq!(entry_offset - wrote_offset, total, "batch size");
+        let write = |data: &[u8]| {
+            file.file.write_at(file_pos, data).map_err(|source| {
+                classify(StoreError::Io {
+                    op: "write",
+                    path: file.path.clone(),
+                    source,
+                })
             })
-        })?;
+        };
+        if let [single] = &*batch {
+            // The common case goes straight from the encoded entry into the mapping.
+            write(&single.bytes)?;
+        } else {
+            // A batch is one write, so a failure never leaves part of it behind.
+            let mut buf = Vec::with_capacity(total as usize);
+            for e in batch.iter() {
+                buf.extend_from_slice(&e.bytes);
+            }
+            write(&buf)?;
+        }
+        // Readers see nothing of the batch until the write position moves.
         file.set_wrote_pos(file_pos + total);
         if next_queue_offset != first_queue_offset {
             st.queue_offsets.insert(key, next_queue_offset);
@@ -235,13 +284,13 @@ impl CommitLog {
         st.last_store_timestamp = store_timestamp;
         st.last_end_offset = wrote_offset + total;
         debug_assert_eq!(self.files.max_offset(), wrote_offset + total);
-        Ok(Appended {
+        Ok(Some(Appended {
             wrote_offset,
             wrote_bytes: total,
             store_timestamp,
             queue_offsets,
             commitlog_offsets,
-        })
+        }))
     }
 
     /// Appends bytes already laid out as entries at exactly `commitlog_offset` (replication

@@ -9,7 +9,7 @@ pub mod mapped_file_queue;
 pub mod recover;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -36,6 +36,14 @@ pub enum EntryAt {
     Invalid(String),
 }
 
+/// What [`CommitLog::read_entry_into`] found (the entry bytes are in the caller's buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Message,
+    Blank,
+    Invalid(String),
+}
+
 /// Per topic-queue next queue offsets plus what the last append left behind.
 #[derive(Debug, Default)]
 pub struct AppendState {
@@ -55,6 +63,21 @@ pub struct CommitLog {
     flushed_store_timestamp: AtomicU64,
     /// Serializes flushes so two syncs never race on the positions.
     flush_lock: Mutex<()>,
+    /// CommitLog offset up to which pages ahead of the write position are prefaulted.
+    warmed_to: AtomicU64,
+    /// A prefault job is running.
+    warming: AtomicBool,
+}
+
+/// Bytes prefaulted ahead of the write position per warm-up job; a new job starts when the
+/// writer comes within half of it.
+pub const WARM_AHEAD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A range of one file to prefault (see [`CommitLog::warm_job`]).
+pub struct WarmJob {
+    file: Arc<MappedFile>,
+    from_pos: u64,
+    to_pos: u64,
 }
 
 impl CommitLog {
@@ -73,7 +96,58 @@ impl CommitLog {
             flushed_offset: AtomicU64::new(0),
             flushed_store_timestamp: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
+            warmed_to: AtomicU64::new(0),
+            warming: AtomicBool::new(false),
         })
+    }
+
+    /// After an append ending at `end_offset`: the next range of the last file to prefault
+    /// when the writer is within half a warm-up of the prefaulted end (and no job runs).
+    /// None for disks without mappings. Run the job with [`Self::warm`] off the async task.
+    pub fn warm_job(&self, end_offset: u64) -> Option<WarmJob> {
+        if end_offset + WARM_AHEAD_BYTES / 2 <= self.warmed_to.load(Ordering::Acquire) {
+            return None;
+        }
+        let file = self.files.last()?;
+        if !file.file.supports_prefault() || end_offset < file.start_offset {
+            return None;
+        }
+        if self
+            .warming
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let from = self
+            .warmed_to
+            .load(Ordering::Acquire)
+            .max(end_offset)
+            .min(file.end_offset());
+        let to = (end_offset + WARM_AHEAD_BYTES).min(file.end_offset());
+        if from >= to {
+            self.warming.store(false, Ordering::Release);
+            return None;
+        }
+        Some(WarmJob {
+            from_pos: from - file.start_offset,
+            to_pos: to - file.start_offset,
+            file,
+        })
+    }
+
+    /// Prefaults a [`WarmJob`]'s range (blocking). A failure only costs page faults later.
+    pub fn warm(&self, job: WarmJob) {
+        if let Err(e) = job
+            .file
+            .file
+            .prefault(job.from_pos, job.to_pos - job.from_pos)
+        {
+            tracing::debug!(path = %job.file.path.display(), error = %e, "prefault failed");
+        }
+        self.warmed_to
+            .fetch_max(job.file.start_offset + job.to_pos, Ordering::AcqRel);
+        self.warming.store(false, Ordering::Release);
     }
 
     pub(crate) fn lock_append(&self) -> MutexGuard<'_, AppendState> {
@@ -127,15 +201,33 @@ impl CommitLog {
         commitlog_offset: u64,
         check_crc: bool,
     ) -> Result<EntryAt, StoreError> {
+        let mut buf = Vec::new();
+        Ok(
+            match self.read_entry_into(commitlog_offset, check_crc, &mut buf)? {
+                EntryKind::Message => EntryAt::Message(Bytes::from(buf)),
+                EntryKind::Blank => EntryAt::Blank,
+                EntryKind::Invalid(reason) => EntryAt::Invalid(reason),
+            },
+        )
+    }
+
+    /// [`Self::read_entry_at`] into a caller's buffer (reused across entries by dispatch and
+    /// recovery): on `Message`, `buf` holds exactly the entry.
+    pub fn read_entry_into(
+        &self,
+        commitlog_offset: u64,
+        check_crc: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<EntryKind, StoreError> {
         let Some(file) = self.files.find(commitlog_offset) else {
-            return Ok(EntryAt::Invalid(format!(
+            return Ok(EntryKind::Invalid(format!(
                 "offset {commitlog_offset} outside the CommitLog files"
             )));
         };
         let file_pos = commitlog_offset - file.start_offset;
         let remaining = file.size - file_pos;
         if remaining < END_FILE_MIN_BLANK_LENGTH {
-            return Ok(EntryAt::Invalid(format!(
+            return Ok(EntryKind::Invalid(format!(
                 "only {remaining} bytes left in {}",
                 file.path.display()
             )));
@@ -143,40 +235,41 @@ impl CommitLog {
         let mut header = [0u8; 8];
         file.read_at(file_pos, &mut header)?;
         let Some((total_size, magic)) = entry::peek_header(&header) else {
-            return Ok(EntryAt::Invalid("short header".into()));
+            return Ok(EntryKind::Invalid("short header".into()));
         };
         match magic {
             BLANK_MAGIC_CODE => {
                 if total_size as u64 != remaining {
-                    return Ok(EntryAt::Invalid(format!(
+                    return Ok(EntryKind::Invalid(format!(
                         "blank filler declares {total_size} bytes but {remaining} remain"
                     )));
                 }
-                Ok(EntryAt::Blank)
+                Ok(EntryKind::Blank)
             }
             MESSAGE_MAGIC_CODE_V1 | MESSAGE_MAGIC_CODE_V2 => {
                 if total_size < entry::MIN_ENTRY_SIZE as i32
                     || total_size as u64 + END_FILE_MIN_BLANK_LENGTH > remaining
                 {
-                    return Ok(EntryAt::Invalid(format!(
+                    return Ok(EntryKind::Invalid(format!(
                         "entry size {total_size} impossible with {remaining} bytes left"
                     )));
                 }
-                let mut buf = vec![0u8; total_size as usize];
-                file.read_at(file_pos, &mut buf)?;
-                match entry::decode_entry(&buf, check_crc) {
-                    Ok((msg, _)) if msg.commitlog_offset as u64 != commitlog_offset => {
-                        Ok(EntryAt::Invalid(format!(
+                buf.clear();
+                buf.resize(total_size as usize, 0);
+                file.read_at(file_pos, buf)?;
+                match entry::parse_entry(buf, check_crc) {
+                    Ok((view, _)) if view.commitlog_offset as u64 != commitlog_offset => {
+                        Ok(EntryKind::Invalid(format!(
                             "entry records offset {} but sits at {commitlog_offset}",
-                            msg.commitlog_offset
+                            view.commitlog_offset
                         )))
                     }
-                    Ok(_) => Ok(EntryAt::Message(Bytes::from(buf))),
-                    Err(reason) => Ok(EntryAt::Invalid(reason)),
+                    Ok(_) => Ok(EntryKind::Message),
+                    Err(reason) => Ok(EntryKind::Invalid(reason)),
                 }
             }
-            0 if total_size == 0 => Ok(EntryAt::Invalid("zeros (end of data)".into())),
-            other => Ok(EntryAt::Invalid(format!(
+            0 if total_size == 0 => Ok(EntryKind::Invalid("zeros (end of data)".into())),
+            other => Ok(EntryKind::Invalid(format!(
                 "bad magic code {:#010X}",
                 other as u32
             ))),

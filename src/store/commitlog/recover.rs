@@ -1,8 +1,11 @@
-//! CommitLog recovery at start (RocketMQ §4.6): pick the file to scan from (normal: the 3rd
-//! last; abnormal: the newest file whose first entry is older than the checkpoint's minimum
-//! timestamp; earlier if the ConsumeQueues lag), scan entries until the first invalid one,
-//! zero the dirty tail and delete later files, truncate ConsumeQueues and index beyond the valid
-//! end, re-dispatch what they lack, and seed the queue offset table from the ConsumeQueues.
+//! CommitLog recovery at start (RocketMQ §4.6, reading less): the CRC scan starts at the file
+//! holding the checkpoint's CommitLog safe point (everything before it was durable; without
+//! that Apogee field, RocketMQ's rule: normal the 3rd last file, abnormal the newest file whose
+//! first entry is older than the checkpoint's minimum timestamp) and runs until the first
+//! invalid entry; the dirty tail is zeroed and later files deleted; ConsumeQueues and index are
+//! truncated to the valid end and only what they lack is re-dispatched, from the checkpoint's
+//! dispatch safe point (earlier if the ConsumeQueues hold less); the queue offset table is
+//! seeded from the ConsumeQueues. Progress (files, bytes, rate) is logged.
 
 use crate::store::checkpoint::CheckpointData;
 use crate::store::consume_queue::ConsumeQueueStore;
@@ -11,7 +14,7 @@ use crate::store::error::StoreError;
 use crate::store::key_index::KeyIndex;
 use crate::store::DebugBugs;
 
-use super::{CommitLog, EntryAt};
+use super::{CommitLog, EntryAt, EntryKind};
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct RecoveryOutcome {
     pub valid_end: u64,
     /// CommitLog offset where the scan started.
     pub scan_start: u64,
+    /// CommitLog offset where re-dispatch started (before any fallback to the first file).
+    pub dispatch_start: u64,
     pub files_scanned: usize,
     pub bytes_scanned: u64,
     pub entries_scanned: u64,
@@ -49,42 +54,91 @@ const ZERO_RUN_ENOUGH_BYTES: u64 = 4 * 1024 * 1024;
 const ZERO_CHUNK_BYTES: u64 = 64 * 1024;
 
 impl CommitLog {
+    /// The file the CRC scan starts from. With the checkpoint's CommitLog safe point (an
+    /// Apogee field): the file holding it, since every byte before it was durable. Without it
+    /// (a RocketMQ checkpoint): RocketMQ's rule (normal: the 3rd last file; abnormal: the
+    /// newest file whose first entry is older than the checkpoint's minimum timestamp).
     fn choose_scan_start(&self, ctx: &RecoveryContext<'_>) -> Result<usize, StoreError> {
         let files = self.files.files();
         let n = files.len();
-        let mut index = if ctx.abnormal {
-            let min_ts = ctx.checkpoint.min_timestamp();
-            let mut chosen = 0;
-            if min_ts > 0 {
-                for i in (0..n).rev() {
-                    if let EntryAt::Message(bytes) =
-                        self.read_entry_at(files[i].start_offset, ctx.check_crc)?
-                    {
-                        let ts = crate::message::entry::decode_entry(&bytes, false)
-                            .map(|(m, _)| m.store_timestamp)
-                            .unwrap_or(i64::MAX);
-                        if ts <= min_ts {
-                            chosen = i;
-                            break;
-                        }
+        let safe = ctx.checkpoint.commitlog_flushed_offset.max(0) as u64;
+        if safe > 0 {
+            if let Some(i) = files
+                .iter()
+                .position(|f| f.start_offset <= safe && safe < f.end_offset())
+            {
+                return Ok(i);
+            }
+            match (files.first(), files.last()) {
+                (Some(first), _) if safe < first.start_offset => return Ok(0),
+                // Safe point at the very end of the last file: it is full and durable.
+                (_, Some(last)) if safe == last.end_offset() => return Ok(n - 1),
+                _ => tracing::warn!(
+                    safe,
+                    max = files.last().map(|f| f.end_offset()).unwrap_or(0),
+                    "checkpoint safe point beyond the CommitLog files; choosing the scan start by timestamp"
+                ),
+            }
+        }
+        if !ctx.abnormal {
+            return Ok(n.saturating_sub(3));
+        }
+        let min_ts = ctx.checkpoint.min_timestamp();
+        if min_ts > 0 {
+            for i in (0..n).rev() {
+                if let EntryAt::Message(bytes) =
+                    self.read_entry_at(files[i].start_offset, ctx.check_crc)?
+                {
+                    let ts = crate::message::entry::decode_entry(&bytes, false)
+                        .map(|(m, _)| m.store_timestamp)
+                        .unwrap_or(i64::MAX);
+                    if ts <= min_ts {
+                        return Ok(i);
                     }
                 }
             }
-            chosen
-        } else {
-            n.saturating_sub(3)
-        };
-        // ConsumeQueues that lag behind (lost tail, deleted directory) need an earlier start.
-        let cq_ref = ctx.cq.max_commitlog_offset_referenced().max(0) as u64;
-        if let Some(i) = files
-            .iter()
-            .position(|f| f.start_offset <= cq_ref && cq_ref < f.end_offset())
-        {
-            index = index.min(i);
-        } else if cq_ref < files.first().map(|f| f.start_offset).unwrap_or(0) {
-            index = 0;
         }
-        Ok(index)
+        Ok(0)
+    }
+
+    /// Where re-dispatch starts: the checkpoint's dispatch safe point (every entry before it
+    /// has its ConsumeQueue unit and index keys durable), else the first file; earlier when the
+    /// ConsumeQueues hold less than that (lost or deleted files). Call after the ConsumeQueues
+    /// were truncated to `valid_end`.
+    fn choose_dispatch_start(
+        &self,
+        ctx: &RecoveryContext<'_>,
+        valid_end: u64,
+    ) -> Result<u64, StoreError> {
+        let first_start = self.files.min_offset();
+        let safe = ctx.checkpoint.dispatch_flushed_offset.max(0) as u64;
+        // Zero means unknown (a RocketMQ checkpoint) or nothing proven: replay everything.
+        let mut start = if safe > 0 && safe.min(valid_end) >= first_start {
+            safe.min(valid_end)
+        } else {
+            first_start
+        };
+        let cq_ref = ctx.cq.max_commitlog_offset_referenced().max(0) as u64;
+        if cq_ref < start {
+            // Resume right after the last unit when it ends on an entry boundary (entries
+            // without units, e.g. prepared transactions, may follow it); else from its file.
+            start = if cq_ref < first_start {
+                first_start
+            } else if cq_ref == valid_end
+                || matches!(
+                    self.read_entry_at(cq_ref, false)?,
+                    EntryAt::Message(_) | EntryAt::Blank
+                )
+            {
+                cq_ref
+            } else {
+                self.files
+                    .find(cq_ref)
+                    .map(|f| f.start_offset)
+                    .unwrap_or(first_start)
+            };
+        }
+        Ok(start.max(first_start))
     }
 
     /// Runs recovery. Afterwards the log, ConsumeQueues and index agree and are durable.
@@ -115,8 +169,14 @@ impl CommitLog {
                 i64::MIN
             };
             let mut rewrite_from: Option<u64> = None;
+            let safe = ctx.checkpoint.commitlog_flushed_offset.max(0) as u64;
+            if safe > 0 && safe >= offset {
+                // Exact: nothing before the safe point can be unflushed.
+                rewrite_from = Some(safe);
+            }
             out.scan_start = offset;
             let mut current_file = usize::MAX;
+            let mut buf = Vec::new();
             loop {
                 let Some(file) = self.files.find(offset) else {
                     break; // ran past the last file: the log is full to its end
@@ -124,25 +184,32 @@ impl CommitLog {
                 if file.start_offset != current_file as u64 || current_file == usize::MAX {
                     current_file = file.start_offset as usize;
                     out.files_scanned += 1;
-                    tracing::info!(path = %file.path.display(), "recovering CommitLog file");
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        path = %file.path.display(),
+                        files_done = out.files_scanned - 1,
+                        bytes_done = out.bytes_scanned,
+                        mb_per_s = format!("{:.1}", out.bytes_scanned as f64 / 1_048_576.0 / secs.max(1e-9)),
+                        "recovering CommitLog file"
+                    );
                 }
-                match self.read_entry_at(offset, ctx.check_crc)? {
-                    EntryAt::Message(bytes) => {
-                        if let Ok((m, _)) = crate::message::entry::decode_entry(&bytes, false) {
+                match self.read_entry_into(offset, ctx.check_crc, &mut buf)? {
+                    EntryKind::Message => {
+                        if let Ok((m, _)) = crate::message::entry::parse_entry(&buf, false) {
                             last_store_timestamp = m.store_timestamp;
                             if rewrite_from.is_none() && m.store_timestamp >= maybe_unflushed_ts {
                                 rewrite_from = Some(offset);
                             }
                         }
-                        offset += bytes.len() as u64;
-                        out.bytes_scanned += bytes.len() as u64;
+                        offset += buf.len() as u64;
+                        out.bytes_scanned += buf.len() as u64;
                         out.entries_scanned += 1;
                     }
-                    EntryAt::Blank => {
+                    EntryKind::Blank => {
                         out.bytes_scanned += file.end_offset() - offset;
                         offset = file.end_offset();
                     }
-                    EntryAt::Invalid(reason) => {
+                    EntryKind::Invalid(reason) => {
                         if reason != "zeros (end of data)" {
                             tracing::warn!(
                                 path = %file.path.display(),
@@ -175,6 +242,15 @@ impl CommitLog {
             .truncate_dirty(out.valid_end as i64)
             .map_err(StoreError::from)?;
         ctx.index.truncate_after(out.valid_end as i64)?;
+        if ctx.abnormal {
+            // Derived data loaded after a crash may be only in the page cache: only what the
+            // checkpoint's dispatch safe point covers is known durable. The flushes below
+            // must really persist the rest before a new checkpoint vouches for it.
+            ctx.cq
+                .redirty_from(ctx.checkpoint.dispatch_flushed_offset)
+                .map_err(StoreError::from)?;
+            ctx.index.mark_dirty();
+        }
         self.set_flushed(out.valid_end, last_store_timestamp);
         {
             let mut st = self.lock_append();
@@ -184,12 +260,22 @@ impl CommitLog {
 
         // Re-dispatch what the ConsumeQueues and index lack.
         let first_start = self.files.min_offset();
-        let mode = if out.scan_start == first_start {
+        out.dispatch_start = if out.valid_end == 0 && self.files.count() == 0 {
+            0
+        } else {
+            self.choose_dispatch_start(ctx, out.valid_end)?
+        };
+        let mode = if out.dispatch_start == first_start {
             DispatchMode::ReplayFromStart
         } else {
             DispatchMode::ReplayFromMiddle
         };
-        ctx.dispatcher.set_reput_offset(out.scan_start);
+        tracing::info!(
+            dispatch_start = out.dispatch_start,
+            bytes = out.valid_end.saturating_sub(out.dispatch_start),
+            "re-dispatching the CommitLog tail to ConsumeQueues and index"
+        );
+        ctx.dispatcher.set_reput_offset(out.dispatch_start);
         out.entries_dispatched = match ctx.dispatcher.dispatch_until(
             self,
             ctx.cq,

@@ -180,6 +180,48 @@ impl SegmentFile for MmapFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.remap(len)
     }
+
+    fn supports_prefault(&self) -> bool {
+        true
+    }
+
+    fn prefault(&self, pos: u64, len: u64) -> io::Result<()> {
+        const PAGE: u64 = 4096;
+        let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+        let Some(raw) = mapping.raw.as_ref() else {
+            return Ok(());
+        };
+        let start = pos - pos % PAGE;
+        let end = pos.saturating_add(len).min(mapping.len);
+        if start >= end {
+            return Ok(());
+        }
+        // MADV_POPULATE_WRITE (Linux 5.14+) faults the pages in writable without touching
+        // their contents, so it is safe next to concurrent appends.
+        if raw
+            .advise_range(
+                memmap2::Advice::PopulateWrite,
+                start as usize,
+                (end - start) as usize,
+            )
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // Older kernels: read one byte per page (maps it in; the first write then only
+        // marks it dirty).
+        let mut page = start;
+        while page < end {
+            // SAFETY: `page` lies inside the mapping, which cannot be replaced while the read
+            // lock is held; a volatile read of a byte another thread may be writing is a
+            // benign race on plain bytes (the value is discarded).
+            unsafe {
+                std::ptr::read_volatile(raw.as_ptr().add(page as usize));
+            }
+            page += PAGE;
+        }
+        Ok(())
+    }
 }
 
 struct FlockHolder {
