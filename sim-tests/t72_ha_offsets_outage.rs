@@ -1,6 +1,6 @@
-//! t72: consumer offsets across a master outage. One broker group: a master (ASYNC_MASTER;
-//! SYNC_MASTER with `SIM_HA_ROLE=sync`, see `scenario::ha_offsets_outage_spec`) and its
-//! SLAVE, producers and a two-member consumer group. The master is crashed (process crash) or partitioned away for seconds at a time;
+//! t72: consumer offsets across a master outage. One broker group: a master (SYNC_MASTER or
+//! ASYNC_MASTER drawn from the seed, `SIM_HA_ROLE=sync|async` pins it; see
+//! `scenario::ha_offsets_outage_spec`) and its SLAVE, producers and a two-member consumer group. The master is crashed (process crash) or partitioned away for seconds at a time;
 //! consumers fall back to the slave, read on and commit their offsets there; the master
 //! returns and learns the newer offsets from the slave's metadata sync (pushed forward-only).
 //! Checkers: every usual one on the master, and committed offsets never move backwards on

@@ -116,19 +116,23 @@ impl ScenarioSpec {
     }
 }
 
-/// t72's scenario (shared with t90): one master (ASYNC_MASTER; SYNC_MASTER with
-/// `SIM_HA_ROLE=sync`) and its SLAVE; the master is crashed (process crash) or partitioned
-/// away for seconds at a time, so consumers move to the slave, commit there, and come back.
+/// t72's scenario (shared with t90): one master (SYNC_MASTER or ASYNC_MASTER, drawn from the
+/// seed; `SIM_HA_ROLE=sync|async` pins it) and its SLAVE; the master is crashed (process
+/// crash) or partitioned away for seconds at a time, so consumers move to the slave, commit
+/// there, and come back.
 pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
     let mut spec = ScenarioSpec::new(name);
-    // ASYNC_MASTER by default. SIM_HA_ROLE=sync runs SYNC_MASTER, which passes its checkers
-    // but failed madsim's in-process determinism check when t72 was written: the HA master's
-    // waits use tokio::sync::watch, whose notify slot comes from tokio's thread-local RNG (not
-    // madsim's), so two runs in one process wake SYNC_MASTER waiters in different orders.
-    let role = match std::env::var("SIM_HA_ROLE").as_deref() {
-        Ok("sync") => BrokerRole::SyncMaster,
-        _ => BrokerRole::AsyncMaster,
+    let mut role = if super::chance(0.5) {
+        BrokerRole::SyncMaster
+    } else {
+        BrokerRole::AsyncMaster
     };
+    // SIM_HA_ROLE=sync|async pins the role (after the draw, so the seed's other draws stay).
+    match std::env::var("SIM_HA_ROLE").as_deref() {
+        Ok("sync") => role = BrokerRole::SyncMaster,
+        Ok("async") => role = BrokerRole::AsyncMaster,
+        _ => {}
+    }
     spec.brokers = vec![BrokerSpec::with_slave(FlushDiskType::SyncFlush, role)];
     // Role::Broker nodes are masters only: these faults never hit the slave.
     let mut plan = FaultPlan::new(vec![
