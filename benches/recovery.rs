@@ -59,15 +59,20 @@ fn main() {
     let rt = runtime();
     rt.block_on(async {
         let t = Instant::now();
+        let cpu = process_cpu_secs();
         let store = open_store(&root, FlushDiskType::AsyncFlush).await;
         let secs = t.elapsed().as_secs_f64();
+        let cpu = process_cpu_secs() - cpu;
         let outcome = store.recovery_outcome();
         println!(
-            "recovery: {log_mb} MiB log, abnormal recovery in {secs:.3} s: scanned {} bytes in {} files ({:.0} MiB/s), {} entries re-dispatched, valid end {}",
+            "recovery: {log_mb} MiB log, abnormal recovery in {secs:.3} s wall, {cpu:.3} s CPU: scanned {} bytes in {} files ({:.0} MiB/s) from {}, {} entries re-dispatched from {}, {} bytes rewritten, valid end {}",
             outcome.bytes_scanned,
             outcome.files_scanned,
             outcome.bytes_scanned as f64 / secs / MIB as f64,
+            outcome.scan_start,
             outcome.entries_dispatched,
+            outcome.dispatch_start,
+            outcome.bytes_rewritten,
             outcome.valid_end,
         );
         assert!(outcome.abnormal);
