@@ -2,7 +2,8 @@
 //! store with 1 KiB messages up to `APOGEE_BENCH_RECOVERY_MB` MiB of CommitLog (default 256;
 //! use 1024 and 4096 for the 1 GiB / 4 GiB figures) and exits without shutdown, leaving the
 //! abort file (the page cache keeps its writes, as after a process crash). The parent then times
-//! `MessageStore::open`, i.e. abnormal recovery. `cargo bench --bench recovery`.
+//! `MessageStore::open`, i.e. abnormal recovery. `cargo bench --bench recovery`;
+//! `APOGEE_BENCH_LOG=1` prints recovery's own progress lines.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -56,6 +57,12 @@ fn main() {
         "abort file must survive the abnormal exit"
     );
 
+    if std::env::var_os("APOGEE_BENCH_LOG").is_some() {
+        // Recovery's own progress lines (files, bytes, rate, re-dispatch) with timestamps.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("apogee::store=info")
+            .try_init();
+    }
     let rt = runtime();
     rt.block_on(async {
         let t = Instant::now();

@@ -141,7 +141,7 @@ impl CommitLog {
         if let Err(e) = job
             .file
             .file
-            .prefault(job.from_pos, job.to_pos - job.from_pos)
+            .prefault(job.from_pos, job.to_pos - job.from_pos, true)
         {
             tracing::debug!(path = %job.file.path.display(), error = %e, "prefault failed");
         }
