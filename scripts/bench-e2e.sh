@@ -34,6 +34,7 @@ BROKER_PID=""
 cleanup() {
     if [[ -n "$BROKER_PID" ]]; then stop_pid "$BROKER_PID"; fi
     if [[ -n "${NAMESRV_PID:-}" ]]; then kill "$NAMESRV_PID" 2>/dev/null || true; fi
+    if [[ -n "${SLAVE_PID:-}" ]]; then kill "$SLAVE_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -135,7 +136,9 @@ for flush in $FLUSHES; do
     stop_broker
 done
 
-# Name server and broker as separate processes: idle RSS of each, and the broker under load.
+# Name server and broker as separate processes: idle RSS of each, and the broker under load
+# (SPLIT=0 skips).
+if [[ "${SPLIT:-1}" != 0 ]]; then
 mkdir -p "$WORK/split"
 printf 'listenPort=%s\n' "$NSP" > "$WORK/split/namesrv.conf"
 "$BIN/mqnamesrv" -c "$WORK/split/namesrv.conf" > /dev/null &
@@ -163,6 +166,60 @@ LABEL=SPLIT produce_consume ASYNC_FLUSH 1024 64
 touch "$stopfile"; wait "$nsampler"
 stop_broker
 kill "$NAMESRV_PID"; wait "$NAMESRV_PID" 2>/dev/null || true; NAMESRV_PID=""
+fi
+
+# Replication: a master (ASYNC_MASTER, then SYNC_MASTER) and its slave as separate processes on
+# loopback, sharing one name server; producer/consumer cells HA_SIZES x HA_CONC (HA_ROLES="" skips).
+# SYNC_MASTER acknowledges a send only once the slave has acknowledged an offset covering it.
+for role in ${HA_ROLES-ASYNC_MASTER SYNC_MASTER}; do
+    mkdir -p "$WORK/ha"
+    rm -rf "$WORK/ha/master" "$WORK/ha/slave"
+    printf 'listenPort=%s\n' "$NSP" > "$WORK/ha/namesrv.conf"
+    "$BIN/mqnamesrv" -c "$WORK/ha/namesrv.conf" > /dev/null &
+    NAMESRV_PID=$!
+    cat > "$WORK/ha/master.conf" <<EOF
+brokerName=bench-ha
+brokerId=0
+brokerRole=$role
+brokerIP1=127.0.0.1
+listenPort=$BP
+haListenPort=$((BP + 1))
+namesrvAddr=$NS
+storePathRootDir=$WORK/ha/master
+diskSpaceWarningLevelRatio=0.99
+cleanFileForciblyEnable=false
+EOF
+    cat > "$WORK/ha/slave.conf" <<EOF
+brokerName=bench-ha
+brokerId=1
+brokerRole=SLAVE
+brokerIP1=127.0.0.1
+listenPort=$((BP + 10))
+haListenPort=$((BP + 11))
+haMasterAddress=127.0.0.1:$((BP + 1))
+namesrvAddr=$NS
+storePathRootDir=$WORK/ha/slave
+diskSpaceWarningLevelRatio=0.99
+cleanFileForciblyEnable=false
+EOF
+    "$BIN/mqbroker" -c "$WORK/ha/slave.conf" > "$OUT/ha-slave-$role.log" 2>&1 &
+    SLAVE_PID=$!
+    # A SYNC_MASTER refuses sends (SLAVE_NOT_AVAILABLE) until its slave has connected and caught
+    # up: mqbench startup retries until the first send is accepted.
+    "$BIN/mqbench" startup -n "$NS" --keep --json -- "$BIN/mqbroker" -c "$WORK/ha/master.conf" \
+        > "$OUT/startup-$role.json"
+    BROKER_PID=$(jq -r .pid "$OUT/startup-$role.json")
+    sleep 1
+    for size in ${HA_SIZES:-1024}; do
+        for conc in ${HA_CONC:-1 16 64}; do
+            LABEL=$role produce_consume ASYNC_FLUSH "$size" "$conc"
+        done
+    done
+    echo "$(rss_kib "$SLAVE_PID")" > "$OUT/load-rss-slave-$role.kib"
+    stop_pid "$BROKER_PID"; BROKER_PID=""
+    kill "$SLAVE_PID" 2>/dev/null || true; wait "$SLAVE_PID" 2>/dev/null || true
+    kill "$NAMESRV_PID"; wait "$NAMESRV_PID" 2>/dev/null || true; NAMESRV_PID=""
+done
 
 # ---------------------------------------------------------------- table
 {
@@ -181,13 +238,17 @@ kill "$NAMESRV_PID"; wait "$NAMESRV_PID" 2>/dev/null || true; NAMESRV_PID=""
         size=$(jq -r .size_bytes "$f")
         jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max)"' "$f"
     done
-    for flush in $FLUSHES split; do
+    for flush in $FLUSHES split ${HA_ROLES-ASYNC_MASTER SYNC_MASTER}; do
         [[ -e "$OUT/startup-$flush.json" ]] || continue
         jq -r --arg f "$flush" '"start-up (\($f), empty store): topic created after \(.topic_created_ms) ms, first accepted send after \(.first_send_ms) ms"' "$OUT/startup-$flush.json"
     done
     for flush in $FLUSHES; do
         echo "idle RSS standalone (namesrv+broker, $flush): VmRSS $(( $(cat "$OUT/idle-rss-$flush.kib") / 1024 )) MiB, RssAnon $(( $(cat "$OUT/idle-rss-$flush.kib.anon") / 1024 )) MiB"
     done
-    echo "idle RSS separate processes (VmRSS/RssAnon): broker $(( $(cat "$OUT/idle-rss-broker.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-broker.kib.anon") / 1024 )) MiB, namesrv $(( $(cat "$OUT/idle-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-namesrv.kib.anon") / 1024 )) MiB; namesrv max during broker load $(( $(cat "$OUT/load-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/load-rss-namesrv.kib.anon") / 1024 )) MiB"
+    [[ -e "$OUT/idle-rss-broker.kib" ]] && echo "idle RSS separate processes (VmRSS/RssAnon): broker $(( $(cat "$OUT/idle-rss-broker.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-broker.kib.anon") / 1024 )) MiB, namesrv $(( $(cat "$OUT/idle-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/idle-rss-namesrv.kib.anon") / 1024 )) MiB; namesrv max during broker load $(( $(cat "$OUT/load-rss-namesrv.kib") / 1024 ))/$(( $(cat "$OUT/load-rss-namesrv.kib.anon") / 1024 )) MiB"
+    for role in ${HA_ROLES-ASYNC_MASTER SYNC_MASTER}; do
+        [[ -e "$OUT/load-rss-slave-$role.kib" ]] || continue
+        echo "slave VmRSS after the $role runs: $(( $(cat "$OUT/load-rss-slave-$role.kib") / 1024 )) MiB"
+    done
 } | tee "$OUT/table.md"
 echo "results in $OUT" >&2

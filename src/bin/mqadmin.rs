@@ -41,9 +41,9 @@ fn main() {}
 mod cli {
     use std::fmt::Write as _;
 
-    use anyhow::{anyhow, bail, Context};
+    use anyhow::{bail, Context};
     use apogee::client::admin::{format_timestamp_ms, now_ms};
-    use apogee::client::body::{mq, mq_string, readable_queues, RouteExt};
+    use apogee::client::body::{mq, mq_string, readable_queues};
     use apogee::client::broker_ops::{PullRequest, PullStatus};
     use apogee::client::{
         ClientConfig, Message, MessageQueue, MqClient, Producer, ProducerConfig,
@@ -624,10 +624,12 @@ mod cli {
             if left == 0 {
                 break;
             }
-            let addr = route
-                .master_addr(&mq.broker_name)
-                .ok_or_else(|| anyhow!("no master address for broker {}", mq.broker_name))?
-                .to_string();
+            // The master, else a slave of the group (reading on while the master is down).
+            let addr = client
+                .find_broker_in_subscribe(topic, &mq.broker_name, 0)
+                .await
+                .with_context(|| format!("no address for broker {}", mq.broker_name))?
+                .addr;
             let mut next = match offset {
                 Some(o) => o,
                 None => client

@@ -96,7 +96,18 @@ fn broker_config(args: &Args) -> anyhow::Result<BrokerConfig> {
         }
     }
     config.store.store_path_root_dir = absolute(config.store.store_path_root_dir.clone())?;
+    if let Some(bytes) = physical_memory_bytes() {
+        config.store.total_physical_memory_bytes = bytes;
+    }
     Ok(config)
+}
+
+/// MemTotal of /proc/meminfo (Linux); accessMessageInMemoryMaxRatio is a percent of it.
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -176,10 +176,21 @@ impl BrokerController {
                 }
             },
         ));
-        // First start on an empty disk: write the system topics out like RocketMQ does.
-        if let Err(e) = controller.topics.persist().await {
-            tracing::warn!("persisting topics.json failed: {e}");
-        }
+        // Write the system topics out (first start on an empty disk, or a config that changed
+        // them), off the start-up path: they are re-created from the config at every start,
+        // so a crash before this write lands loses nothing, and its fsync chain (~10 ms on
+        // the CI volume) must not delay the first accepted send. A restart with nothing
+        // changed finds the file identical and writes nothing.
+        let weak = Arc::downgrade(&controller);
+        rt::spawn(async move {
+            let Some(controller) = weak.upgrade() else {
+                return;
+            };
+            let text = controller.topics.encode();
+            if let Err(e) = controller.topics.persist_if_changed(text).await {
+                tracing::warn!("persisting topics.json failed: {e}");
+            }
+        });
         Ok(controller)
     }
 

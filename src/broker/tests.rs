@@ -712,10 +712,17 @@ async fn persisted_json_formats() {
         "{\n  \"offsetTable\": {\n    \"T@g\": {\n      \"0\": 5,\n      \"1\": 7\n    }\n  }\n}"
     );
 
-    let topics_text =
-        crate::store::disk::read_file(&*disk, Path::new(&format!("{ROOT}/config/topics.json")))
-            .unwrap()
-            .expect("topics.json written at start");
+    // Written by a background task right after start (off the start-up path).
+    let topics_path = format!("{ROOT}/config/topics.json");
+    let mut topics_text = None;
+    for _ in 0..200 {
+        topics_text = crate::store::disk::read_file(&*disk, Path::new(&topics_path)).unwrap();
+        if topics_text.is_some() {
+            break;
+        }
+        crate::rt::sleep(Duration::from_millis(5)).await;
+    }
+    let topics_text = topics_text.expect("topics.json written shortly after start");
     let wrapper: TopicConfigSerializeWrapper = serde_json::from_slice(&topics_text).unwrap();
     let tbw = &wrapper.topic_config_table["TBW102"];
     assert_eq!(

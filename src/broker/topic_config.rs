@@ -220,6 +220,11 @@ impl TopicConfigManager {
         self.file.persist(|| self.encode()).await
     }
 
+    /// Writes `text` (see [`TopicConfigManager::encode`]) unless topics.json already holds it.
+    pub async fn persist_if_changed(&self, text: String) -> Result<(), BrokerError> {
+        self.file.persist_if_changed(text).await
+    }
+
     /// topics.json text.
     pub fn encode(&self) -> String {
         let table = self.lock();

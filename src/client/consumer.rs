@@ -18,6 +18,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::allocate::allocate_averagely;
 use super::body::{
     mq_string, readable_queues, ConsumerData, HeartbeatData, MessageQueue, SubscriptionData,
+    MASTER_ID,
 };
 use super::broker_ops::{PullRequest, PullResult, PullStatus};
 use super::mq_client::{lock, MqClient};
@@ -115,6 +116,10 @@ struct State {
     queues: BTreeMap<MessageQueue, QueueProgress>,
     /// Where the next poll starts its scan (fairness across queues).
     round_robin: usize,
+    /// Broker id the last pull response of each queue suggested for the next pull (Java
+    /// `PullAPIWrapper.pullFromWhichNodeTable`): 1 when the master finds the consumer far
+    /// behind and slaveReadEnable is on, back to 0 when a broker suggests the master.
+    pull_from_which_node: BTreeMap<MessageQueue, i64>,
 }
 
 struct ConsumerInner {
@@ -374,28 +379,48 @@ impl ConsumerInner {
         let mq_all = readable_queues(topic, &route);
         // Membership from one broker of the topic (all brokers see the same heartbeats);
         // start at a random one and fall back to the others.
+        // Masters first (as Java), then slaves: a slave sees the same heartbeats, so the group
+        // keeps rebalancing while its master is down. Recently unreachable addresses go last.
         let masters: Vec<String> = route
             .broker_datas
             .iter()
             .filter_map(|b| b.master_addr().map(str::to_string))
             .collect();
-        if masters.is_empty() {
+        let slaves: Vec<String> = route
+            .broker_datas
+            .iter()
+            .flat_map(|b| b.broker_addrs.iter())
+            .filter(|(id, _)| **id != MASTER_ID)
+            .map(|(_, a)| a.clone())
+            .collect();
+        if masters.is_empty() && slaves.is_empty() {
             return Err(ClientError::NoRoute {
                 topic: topic.clone(),
-                detail: "no master broker".to_string(),
+                detail: "no broker address".to_string(),
             });
         }
-        let first = rt::random_below(masters.len() as u64) as usize;
+        let mut candidates = masters;
+        if !candidates.is_empty() {
+            let first = rt::random_below(candidates.len() as u64) as usize;
+            candidates.rotate_left(first);
+        }
+        candidates.extend(slaves);
+        candidates.sort_by_key(|a| self.client.is_unreachable(a));
         let mut cid_all = None;
         let mut last_error = None;
-        for i in 0..masters.len() {
-            let addr = &masters[(first + i) % masters.len()];
+        for addr in &candidates {
             match self.client.consumer_id_list(addr, &self.config.group).await {
                 Ok(list) => {
+                    self.client.mark_reachable(addr);
                     cid_all = Some(list);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    if e.is_transport() {
+                        self.client.mark_unreachable(addr);
+                    }
+                    last_error = Some(e);
+                }
             }
         }
         let Some(cid_all) = cid_all else {
@@ -456,31 +481,67 @@ impl ConsumerInner {
 
     /// Where a newly allocated queue starts: the group's stored offset, else first/last.
     async fn initial_offset(&self, mq: &MessageQueue) -> Result<i64, ClientError> {
-        let addr = self
-            .client
-            .master_addr_of(&mq.topic, &mq.broker_name)
-            .await?;
-        if let Some(offset) = self
-            .client
-            .query_consumer_offset(&addr, &self.config.group, mq)
-            .await?
-        {
-            return Ok(offset);
-        }
-        match self.config.consume_from {
-            ConsumeFromWhere::FirstOffset => self.client.get_min_offset(&addr, mq).await,
-            ConsumeFromWhere::LastOffset => self.client.get_max_offset(&addr, mq).await,
+        self.on_admin_broker(mq, |addr| async move {
+            if let Some(offset) = self
+                .client
+                .query_consumer_offset(&addr, &self.config.group, mq)
+                .await?
+            {
+                return Ok(offset);
+            }
+            match self.config.consume_from {
+                ConsumeFromWhere::FirstOffset => self.client.get_min_offset(&addr, mq).await,
+                ConsumeFromWhere::LastOffset => self.client.get_max_offset(&addr, mq).await,
+            }
+        })
+        .await
+    }
+
+    /// Runs `op` on the master of the queue's broker group, else on a slave (offset queries and
+    /// commits continue on the slave while the master is down, as with RocketMQ's client). A
+    /// transport failure marks the address unreachable and tries the next choice once.
+    async fn on_admin_broker<'a, T, F, Fut>(
+        &'a self,
+        mq: &'a MessageQueue,
+        op: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>> + 'a,
+    {
+        let mut tried = Vec::new();
+        loop {
+            let found = self
+                .client
+                .find_broker_in_admin(&mq.topic, &mq.broker_name)
+                .await?;
+            if tried.contains(&found.addr) {
+                // Every member failed in this call: report the last failure.
+                return op(found.addr).await;
+            }
+            tried.push(found.addr.clone());
+            match op(found.addr.clone()).await {
+                Err(e) if e.is_transport() => {
+                    tracing::debug!(broker = %found.addr, error = %e, "broker unreachable, trying another member");
+                    self.client.mark_unreachable(&found.addr);
+                }
+                other => {
+                    if other.is_ok() {
+                        self.client.mark_reachable(&found.addr);
+                    }
+                    return other;
+                }
+            }
         }
     }
 
     async fn persist_one(&self, mq: &MessageQueue, offset: i64) -> Result<(), ClientError> {
-        let addr = self
-            .client
-            .master_addr_of(&mq.topic, &mq.broker_name)
-            .await?;
-        self.client
-            .update_consumer_offset(&addr, &self.config.group, mq, offset)
-            .await?;
+        self.on_admin_broker(mq, |addr| async move {
+            self.client
+                .update_consumer_offset(&addr, &self.config.group, mq, offset)
+                .await
+        })
+        .await?;
         if let Some(p) = lock(&self.state).queues.get_mut(mq) {
             p.persisted_offset = Some(offset);
         }
@@ -610,15 +671,42 @@ impl ConsumerInner {
         pull: PullRequest,
         rpc_timeout_ms: u64,
     ) -> (PullRequest, Result<PullResult, ClientError>) {
-        let addr = match self
+        let wanted = lock(&self.state)
+            .pull_from_which_node
+            .get(&pull.queue)
+            .copied()
+            .unwrap_or(MASTER_ID);
+        let found = match self
             .client
-            .master_addr_of(&pull.queue.topic, &pull.queue.broker_name)
+            .find_broker_in_subscribe(&pull.queue.topic, &pull.queue.broker_name, wanted)
             .await
         {
-            Ok(a) => a,
+            Ok(f) => f,
             Err(e) => return (pull, Err(e)),
         };
-        let result = self.client.pull_message(&addr, &pull, rpc_timeout_ms).await;
+        let mut request = pull.clone();
+        if found.is_slave() {
+            // A slave does not store offsets piggybacked on pulls (Java clears the flag too);
+            // they are committed by UPDATE_CONSUMER_OFFSET instead.
+            request.commit_offset = None;
+        }
+        let result = self
+            .client
+            .pull_message(&found.addr, &request, rpc_timeout_ms)
+            .await;
+        match &result {
+            Ok(r) => {
+                self.client.mark_reachable(&found.addr);
+                lock(&self.state)
+                    .pull_from_which_node
+                    .insert(pull.queue.clone(), r.suggest_which_broker_id);
+            }
+            Err(e) if e.is_transport() => {
+                tracing::debug!(broker = %found.addr, error = %e, "pull: broker unreachable");
+                self.client.mark_unreachable(&found.addr);
+            }
+            Err(_) => {}
+        }
         (pull, result)
     }
 

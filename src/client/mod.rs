@@ -39,12 +39,15 @@ mod error;
 pub mod mq_client;
 pub mod producer;
 
+#[cfg(all(test, not(madsim)))]
+mod ha_read_test;
+
 pub use admin::{ClusterBroker, ConsumerProgress, QueueProgressRow, QueueStatus};
 pub use body::{BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData};
 pub use broker_ops::{PullRequest, PullResult, PullStatus};
 pub use consumer::{ConsumeFromWhere, ConsumerConfig, PullConsumer, QueueProgress};
 pub use error::ClientError;
-pub use mq_client::{ClientConfig, MqClient, DEFAULT_NAMESRV_ADDR};
+pub use mq_client::{ClientConfig, FoundBroker, MqClient, DEFAULT_NAMESRV_ADDR};
 pub use producer::{Message, Producer, ProducerConfig, SendOutcome, SendResult, SendStatus};
 
 /// RocketMQ's name of a response code, for error lines.

@@ -2,7 +2,7 @@
 //! cache, broker address selection, and typed helpers for single broker requests. Producer,
 //! consumer and admin operations build on it. Cheap to clone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::body::{ClusterInfo, RouteExt, TopicRouteData};
+use super::body::{ClusterInfo, RouteExt, TopicRouteData, MASTER_ID};
 use super::ClientError;
 use crate::protocol::parse_lenient_json;
 use crate::remoting::server::BoxFuture;
@@ -77,6 +77,56 @@ struct Inner {
     uniq_salt: u16,
     /// Wakes consumers of a group on NOTIFY_CONSUMER_IDS_CHANGED.
     notifiers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Broker addresses whose last request failed at the transport level, and when. Broker
+    /// selection avoids them for [`UNREACHABLE_BACKOFF_MS`] while another member of the group is
+    /// listed: a killed master stays in a cached route until the next refresh (and in the name
+    /// server until its connection or its 120 s lease expires), and consumers must not wait on it.
+    unreachable: Mutex<HashMap<String, rt::Instant>>,
+}
+
+/// How long an address that failed at the transport level is passed over by broker selection.
+pub const UNREACHABLE_BACKOFF_MS: u64 = 5_000;
+
+/// A broker address chosen for a request, and whether it is a slave (broker id > 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBroker {
+    pub addr: String,
+    pub broker_id: i64,
+}
+
+impl FoundBroker {
+    pub fn is_slave(&self) -> bool {
+        self.broker_id != MASTER_ID
+    }
+}
+
+/// Picks the address of `broker_id` in `addrs`, as RocketMQ's `findBrokerAddressInSubscribe`
+/// with `onlyThisBroker=false` does, plus reachability: the wanted id if listed and reachable,
+/// else the master if reachable, else the reachable slave with the lowest id, else (everything
+/// recently failed) the wanted id, the master or the lowest id anyway, so requests keep probing.
+pub fn select_broker(
+    addrs: &BTreeMap<i64, String>,
+    broker_id: i64,
+    is_unreachable: impl Fn(&str) -> bool,
+) -> Option<FoundBroker> {
+    let found = |id: i64, addr: &String| FoundBroker {
+        addr: addr.clone(),
+        broker_id: id,
+    };
+    let reachable = |id: i64| addrs.get(&id).filter(|a| !is_unreachable(a));
+    if let Some(a) = reachable(broker_id) {
+        return Some(found(broker_id, a));
+    }
+    if let Some(a) = reachable(MASTER_ID) {
+        return Some(found(MASTER_ID, a));
+    }
+    if let Some((id, a)) = addrs.iter().find(|(_, a)| !is_unreachable(a)) {
+        return Some(found(*id, a));
+    }
+    if let Some(a) = addrs.get(&broker_id) {
+        return Some(found(broker_id, a));
+    }
+    addrs.iter().next().map(|(id, a)| found(*id, a))
 }
 
 /// A RocketMQ client instance (Java `MQClientInstance`).
@@ -141,6 +191,7 @@ impl MqClient {
                 uniq_counter: AtomicU16::new(rt::random_below(1 << 16) as u16),
                 uniq_salt: rt::random_below(1 << 16) as u16,
                 notifiers,
+                unreachable: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -404,6 +455,71 @@ impl MqClient {
                 topic: topic.to_string(),
                 detail: format!("no master address for broker {broker_name}"),
             })
+    }
+
+    /// Records that a request to `addr` failed at the transport level (connection refused or
+    /// reset, timeout): broker selection passes over it for a while.
+    pub fn mark_unreachable(&self, addr: &str) {
+        lock(&self.inner.unreachable).insert(addr.to_string(), rt::now());
+    }
+
+    /// Records that `addr` answered: it is selectable again at once.
+    pub fn mark_reachable(&self, addr: &str) {
+        let mut map = lock(&self.inner.unreachable);
+        if !map.is_empty() {
+            map.remove(addr);
+        }
+    }
+
+    /// Whether `addr` failed at the transport level within the last [`UNREACHABLE_BACKOFF_MS`].
+    pub fn is_unreachable(&self, addr: &str) -> bool {
+        lock(&self.inner.unreachable)
+            .get(addr)
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(UNREACHABLE_BACKOFF_MS))
+    }
+
+    /// The member of broker group `broker_name` to read `topic` from, preferring `broker_id`
+    /// (the id the last pull response suggested; 0 = master), falling back to the master and
+    /// then to a slave when the wanted one is absent from the route or recently unreachable
+    /// (RocketMQ `findBrokerAddressInSubscribe`). Pulls, offset queries and commits use it, so
+    /// consumers keep going from the slave while the master is down.
+    pub async fn find_broker_in_subscribe(
+        &self,
+        topic: &str,
+        broker_name: &str,
+        broker_id: i64,
+    ) -> Result<FoundBroker, ClientError> {
+        let route = self.topic_route(topic).await?;
+        let pick = |route: &TopicRouteData| {
+            route.broker_data(broker_name).and_then(|bd| {
+                select_broker(&bd.broker_addrs, broker_id, |a| self.is_unreachable(a))
+            })
+        };
+        if let Some(found) = pick(&route).filter(|f| !self.is_unreachable(&f.addr)) {
+            return Ok(found);
+        }
+        // Absent, or only unreachable members cached: the route may have changed (a slave
+        // registered, the master's registration expired); look once more.
+        let route = match self.fetch_topic_route(topic).await {
+            Ok(route) => route,
+            Err(e) if e.is_transport() => route,
+            Err(e) => return Err(e),
+        };
+        pick(&route).ok_or_else(|| ClientError::NoRoute {
+            topic: topic.to_string(),
+            detail: format!("no address for broker {broker_name}"),
+        })
+    }
+
+    /// The member of `broker_name` for offset queries and commits: the master, else a slave
+    /// (RocketMQ `findBrokerAddressInAdmin` and the offset store's fallback).
+    pub async fn find_broker_in_admin(
+        &self,
+        topic: &str,
+        broker_name: &str,
+    ) -> Result<FoundBroker, ClientError> {
+        self.find_broker_in_subscribe(topic, broker_name, MASTER_ID)
+            .await
     }
 
     /// Master address of `broker_name` from the cluster info (any topic).

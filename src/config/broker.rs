@@ -500,6 +500,16 @@ pub(crate) static BROKER_KEYS: &[KeySpec<BrokerConfig>] = &[
         },
     },
     KeySpec {
+        key: "accessMessageInMemoryMaxRatio",
+        doc: "percent of physical memory a consumer may lag behind the CommitLog end before the \
+              master suggests reading from a slave (with slaveReadEnable)",
+        get: |c| c.store.access_message_in_memory_max_ratio.to_string(),
+        set: |c, v, _| {
+            c.store.access_message_in_memory_max_ratio = parse_int(v, 0u32, 100)?;
+            ok()
+        },
+    },
+    KeySpec {
         key: "diskMaxUsedSpaceRatio",
         doc: "percent of disk use above which old files are deleted early (10-95)",
         get: |c| c.store.disk_max_used_space_ratio.to_string(),

@@ -52,6 +52,38 @@ pub fn decode_properties(s: &str) -> Properties {
     props
 }
 
+/// A property string parsed without copying: the same pairs, order and last-wins rule as
+/// [`decode_properties`], borrowing from the string (the send path parses every message's
+/// properties; owning each key and value cost two allocations per pair).
+pub type PropertiesRef<'a> = BTreeMap<&'a str, &'a str>;
+
+/// [`decode_properties`] without copies.
+pub fn decode_properties_ref(s: &str) -> PropertiesRef<'_> {
+    let mut props = PropertiesRef::new();
+    for seg in s.split(PROPERTY_SEPARATOR) {
+        if let Some(i) = seg.find(NAME_VALUE_SEPARATOR) {
+            if i > 0 {
+                props.insert(&seg[..i], &seg[i + 1..]);
+            }
+        }
+    }
+    props
+}
+
+/// [`encode_properties`] for a borrowed map: byte-identical output, one allocation.
+pub fn encode_properties_ref(props: &PropertiesRef<'_>) -> String {
+    let len = props.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(len);
+    for (k, v) in props {
+        out.push_str(k);
+        out.push(NAME_VALUE_SEPARATOR);
+        out.push_str(v);
+        out.push(PROPERTY_SEPARATOR);
+    }
+    debug_assert_eq!(out.len(), len);
+    out
+}
+
 /// Java `String.hashCode` of a tag, as RocketMQ's ConsumeQueue tags code.
 pub fn tags_hash_code(tags: &str) -> i64 {
     java_string_hash(tags) as i64

@@ -387,11 +387,28 @@ fn write_fmt(buf: &mut BytesMut, args: fmt::Arguments<'_>) {
 }
 
 fn write_json_string(buf: &mut BytesMut, s: &str) -> Result<(), RemotingError> {
+    // Header keys and values (topics, groups, numbers, msgIds) almost never need escaping:
+    // copy them between quotes directly; serde_json's writer (same output) handles the rest.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        buf.reserve(s.len() + 2);
+        buf.put_u8(b'"');
+        buf.put_slice(s.as_bytes());
+        buf.put_u8(b'"');
+        return Ok(());
+    }
     serde_json::to_writer(buf.writer(), s)
         .map_err(|e| malformed(format!("cannot encode JSON string: {e}")))
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    if let Some(cmd) = fast_json::decode(header) {
+        return Ok(cmd);
+    }
+    decode_json_header_serde(header)
+}
+
+/// The lenient serde decode of a JSON header (every shape fastjson may produce).
+fn decode_json_header_serde(header: &[u8]) -> Result<RemotingCommand, RemotingError> {
     let parsed: JsonHeader = serde_json::from_slice(header)
         .map_err(|e| malformed(format!("invalid JSON header: {e}")))?;
     Ok(RemotingCommand {
@@ -625,6 +642,237 @@ impl<'de> Deserialize<'de> for LenientExt {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// The JSON header as every client writes it, decoded without serde: a flat object of integer
+/// and string fields and an `extFields` object of strings. This was a quarter of the
+/// broker's instructions per sent message (serde_json's generic visitor path). Anything outside
+/// that shape (floats, numeric strings, nested values, malformed input) returns None
+/// and takes the lenient serde path, so results and error messages are the same either way.
+mod fast_json {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use super::super::command::{LanguageCode, SerializeType};
+    use super::RemotingCommand;
+
+    struct Cursor<'a> {
+        text: &'a str,
+        pos: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn ws(&mut self) {
+            let b = self.text.as_bytes();
+            while self.pos < b.len() && matches!(b[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            }
+        }
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.text.as_bytes().get(self.pos).copied()
+        }
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.pos += 1)
+        }
+        /// A JSON string; escapes decoded (the properties header value is full of \u0001
+        /// and \u0002). Control characters, bad escapes and lone surrogates give None (the
+        /// serde path, which reports them).
+        fn string(&mut self) -> Option<Cow<'a, str>> {
+            self.eat(b'"')?;
+            let start = self.pos;
+            let b = self.text.as_bytes();
+            loop {
+                match *b.get(self.pos)? {
+                    b'"' => {
+                        // `start` and `pos` sit next to ASCII bytes: char boundaries.
+                        let s = &self.text[start..self.pos];
+                        self.pos += 1;
+                        return Some(Cow::Borrowed(s));
+                    }
+                    b'\\' => break,
+                    c if c < 0x20 => return None,
+                    _ => self.pos += 1,
+                }
+            }
+            let mut out = String::with_capacity(self.pos - start + 16);
+            out.push_str(&self.text[start..self.pos]);
+            loop {
+                let run = self.pos;
+                loop {
+                    match *b.get(self.pos)? {
+                        b'"' | b'\\' => break,
+                        c if c < 0x20 => return None,
+                        _ => self.pos += 1,
+                    }
+                }
+                out.push_str(&self.text[run..self.pos]);
+                if b[self.pos] == b'"' {
+                    self.pos += 1;
+                    return Some(Cow::Owned(out));
+                }
+                self.pos += 1; // the backslash
+                let esc = *b.get(self.pos)?;
+                self.pos += 1;
+                match esc {
+                    b'"' => out.push('"'),
+                    b'\\' => out.push('\\'),
+                    b'/' => out.push('/'),
+                    b'b' => out.push('\u{8}'),
+                    b'f' => out.push('\u{c}'),
+                    b'n' => out.push('\n'),
+                    b'r' => out.push('\r'),
+                    b't' => out.push('\t'),
+                    b'u' => {
+                        let hi = self.hex4()?;
+                        let code = if (0xD800..0xDC00).contains(&hi) {
+                            if b.get(self.pos..self.pos + 2)? != b"\\u" {
+                                return None;
+                            }
+                            self.pos += 2;
+                            let lo = self.hex4()?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return None;
+                            }
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else {
+                            hi
+                        };
+                        out.push(char::from_u32(code)?);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        fn hex4(&mut self) -> Option<u32> {
+            let digits = self.text.get(self.pos..self.pos + 4)?;
+            if !digits.bytes().all(|d| d.is_ascii_hexdigit()) {
+                return None;
+            }
+            self.pos += 4;
+            u32::from_str_radix(digits, 16).ok()
+        }
+        /// A JSON integer that fits i32 (no fraction, exponent or leading zero).
+        fn int(&mut self) -> Option<i32> {
+            self.ws();
+            let b = self.text.as_bytes();
+            let start = self.pos;
+            if b.get(self.pos) == Some(&b'-') {
+                self.pos += 1;
+            }
+            let digits = self.pos;
+            while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                self.pos += 1;
+            }
+            let n = self.pos - digits;
+            if n == 0 || (n > 1 && b[digits] == b'0') {
+                return None;
+            }
+            if matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            self.text[start..self.pos].parse().ok()
+        }
+        fn literal(&mut self, word: &str) -> Option<()> {
+            self.ws();
+            self.text[self.pos..]
+                .starts_with(word)
+                .then(|| self.pos += word.len())
+        }
+        /// Skips a scalar of an unknown key (plain string, integer, true, false, null).
+        fn skip_scalar(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.string().map(|_| ()),
+                b't' => self.literal("true"),
+                b'f' => self.literal("false"),
+                b'n' => self.literal("null"),
+                _ => self.int().map(|_| ()),
+            }
+        }
+        fn ext_fields(&mut self) -> Option<BTreeMap<String, String>> {
+            let mut fields = BTreeMap::new();
+            if self.peek()? == b'n' {
+                self.literal("null")?;
+                return Some(fields);
+            }
+            self.eat(b'{')?;
+            if self.eat(b'}').is_some() {
+                return Some(fields);
+            }
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                if self.peek()? == b'n' {
+                    // A null value reads as absent: skipped, like the serde path does (an
+                    // earlier value of the same key stays).
+                    self.literal("null")?;
+                } else {
+                    let value = self.string()?;
+                    fields.insert(key.into_owned(), value.into_owned());
+                }
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        return Some(fields);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    pub(super) fn decode(header: &[u8]) -> Option<RemotingCommand> {
+        let text = std::str::from_utf8(header).ok()?;
+        let mut c = Cursor { text, pos: 0 };
+        let mut cmd = RemotingCommand {
+            code: 0,
+            language: LanguageCode::default(),
+            version: 0,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+            ext_fields: BTreeMap::new(),
+            body: Bytes::new(),
+            serialize_type: SerializeType::Json,
+        };
+        c.eat(b'{')?;
+        if c.eat(b'}').is_none() {
+            loop {
+                let key = c.string()?;
+                c.eat(b':')?;
+                match &*key {
+                    "code" => cmd.code = c.int()?,
+                    "version" => cmd.version = c.int()?,
+                    "opaque" => cmd.opaque = c.int()?,
+                    "flag" => cmd.flag = c.int()?,
+                    "language" => cmd.language = LanguageCode::from_name_lenient(&c.string()?),
+                    "remark" => {
+                        cmd.remark = if c.peek()? == b'n' {
+                            c.literal("null")?;
+                            None
+                        } else {
+                            Some(c.string()?.into_owned())
+                        }
+                    }
+                    "extFields" => cmd.ext_fields = c.ext_fields()?,
+                    _ => c.skip_scalar()?,
+                }
+                match c.peek()? {
+                    b',' => c.pos += 1,
+                    b'}' => {
+                        c.pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        c.ws();
+        (c.pos == text.len()).then_some(cmd)
     }
 }
 

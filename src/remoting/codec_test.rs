@@ -519,3 +519,126 @@ fn language_names_and_ordinals_agree() {
     assert_eq!(LanguageCode::from_ordinal(-1), LanguageCode::Other);
     assert_eq!(LanguageCode::from_ordinal(14), LanguageCode::Other);
 }
+
+#[test]
+fn json_strings_are_written_exactly_as_serde_json_writes_them() {
+    for s in [
+        "",
+        "plain-Topic_1",
+        "quote\"inside",
+        "back\\slash",
+        "ctl\u{1}\n\t\u{1f}",
+        "del\u{7f} ü 中文 😀",
+        "UNIQ_KEY\u{1}7F000001\u{2}KEYS\u{1}k",
+    ] {
+        let mut buf = BytesMut::new();
+        write_json_string(&mut buf, s).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            serde_json::to_string(s).unwrap(),
+            "{s:?}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn json_string_fast_path_matches_serde_json(s in any::<String>()) {
+        let mut buf = BytesMut::new();
+        write_json_string(&mut buf, &s).unwrap();
+        prop_assert_eq!(std::str::from_utf8(&buf).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+}
+
+/// The fast JSON header decoder either declines (None) or agrees exactly with the serde path.
+fn assert_fast_json_agrees(header: &[u8]) {
+    if let Some(fast) = fast_json::decode(header) {
+        let slow = decode_json_header_serde(header)
+            .unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {header:?}"));
+        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(header));
+    }
+}
+
+#[test]
+fn fast_json_header_decode_matches_serde_on_odd_inputs() {
+    let java = br#"{"code":310,"extFields":{"a":"group","b":"Topic","e":"3","i":"TAGS\u0001x","n":null},"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":409}"#;
+    let cmd = fast_json::decode(java).expect("a Java send header takes the fast path");
+    assert_eq!(cmd.ext("i"), Some("TAGS\u{1}x"));
+    assert_eq!(cmd.ext("n"), None);
+    let plain = br#" { "code" : 10 , "extFields" : { "k" : "v" , "n" : null , "k" : "w" } , "flag" : 0 , "language" : "java" , "opaque" : -5 , "remark" : null , "serializeTypeCurrentRPC" : "JSON" , "version" : 409 , "x" : true , "y" : -0 } "#;
+    let cmd = fast_json::decode(plain).expect("plain header takes the fast path");
+    assert_eq!(cmd.code, 10);
+    assert_eq!(cmd.opaque, -5);
+    assert_eq!(cmd.language, LanguageCode::Java);
+    assert_eq!(cmd.ext("k"), Some("w"));
+    assert_eq!(cmd.ext("n"), None);
+    for h in [
+        &java[..],
+        &plain[..],
+        br#"{}"#,
+        br#"{"code":1}x"#,
+        br#"{"code":1,}"#,
+        br#"{"code":01}"#,
+        br#"{"code":1.0}"#,
+        br#"{"code":1e2}"#,
+        br#"{"code":"12"}"#,
+        br#"{"code":null}"#,
+        br#"{"code":2147483648}"#,
+        br#"{"code":-2147483648}"#,
+        br#"{"code":-}"#,
+        br#"{"language":3}"#,
+        br#"{"language":"NODE_JS","remark":"r"}"#,
+        br#"{"remark":5}"#,
+        br#"{"extFields":null,"code":3}"#,
+        br#"{"extFields":{"a":"1"},"extFields":{"b":"2"}}"#,
+        br#"{"extFields":{"a":1}}"#,
+        br#"{"extFields":{"a":"1"}"#,
+        br#"{"other":{"nested":[1,2]},"code":4}"#,
+        br#"{"other":truex}"#,
+        br#"{"other":nul}"#,
+        b"{\"remark\":\"tab\tinside\"}",
+        b"{\"remark\":\"\xff\"}",
+        b"{\"remark\":\"\xc3\xbc \xe4\xb8\xad\"}",
+        br#"[1]"#,
+        br#"{"remark":"a\"b\\c\/d\b\f\n\r\t\u00fc\ud83d\ude00"}"#,
+        br#"{"remark":"lone \ud83d x"}"#,
+        br#"{"remark":"lone \ude00"}"#,
+        br#"{"remark":"bad \x"}"#,
+        br#"{"remark":"short \u12"}"#,
+        br#"{"remark":"pair \ud83d\u0041"}"#,
+        br#"{"ext\u0046ields":{"k":"v"}}"#,
+        br#"{"c\u006fde":12}"#,
+        b"",
+        b"   ",
+    ] {
+        assert_fast_json_agrees(h);
+    }
+}
+
+proptest! {
+    #[test]
+    fn fast_json_header_decode_matches_serde(cmd in command(any::<i32>(), any::<i32>())) {
+        let mut cmd = cmd;
+        cmd.serialize_type = SerializeType::Json;
+        let mut buf = BytesMut::new();
+        write_json_header(&cmd, &mut buf).unwrap();
+        assert_fast_json_agrees(&buf);
+        prop_assert_eq!(decode_json_header(&buf).unwrap(), decode_json_header_serde(&buf).unwrap());
+    }
+
+    #[test]
+    fn fast_json_header_decode_agrees_on_mutated_headers(
+        cmd in command(any::<i32>(), any::<i32>()),
+        cut in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let mut buf = BytesMut::new();
+        write_json_header(&cmd, &mut buf).unwrap();
+        let mut bytes = buf.to_vec();
+        let i = cut.index(bytes.len());
+        bytes[i] = byte;
+        assert_fast_json_agrees(&bytes);
+        bytes.truncate(i);
+        assert_fast_json_agrees(&bytes);
+    }
+}

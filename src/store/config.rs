@@ -67,6 +67,13 @@ pub struct StoreConfig {
     pub clean_resource_interval_ms: u64,
     /// diskMaxUsedSpaceRatio (percent)
     pub disk_max_used_space_ratio: u32,
+    /// accessMessageInMemoryMaxRatio (percent of physical memory, RocketMQ default 40): a pull
+    /// whose last message lies further than this behind the CommitLog's end is flagged
+    /// `suggest_pulling_from_slave` (the data is unlikely to be in the page cache).
+    pub access_message_in_memory_max_ratio: u32,
+    /// Physical memory the ratio above applies to. Not a RocketMQ key (Java reads it from the
+    /// OS): the mqbroker binary fills it from /proc/meminfo; the default stands in elsewhere.
+    pub total_physical_memory_bytes: u64,
     /// diskSpaceCleanForciblyRatio (fraction, RocketMQ default 0.85)
     pub disk_space_clean_forcibly_ratio: f64,
     /// diskSpaceWarningLevelRatio (fraction, RocketMQ default 0.90): writes refused above it.
@@ -127,6 +134,8 @@ impl Default for StoreConfig {
             file_reserved_time_hours: 72,
             clean_resource_interval_ms: 10_000,
             disk_max_used_space_ratio: 75,
+            access_message_in_memory_max_ratio: 40,
+            total_physical_memory_bytes: 8 << 30,
             disk_space_clean_forcibly_ratio: 0.85,
             disk_space_warning_level_ratio: 0.90,
             clean_file_forcibly_enable: true,

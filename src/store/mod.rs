@@ -667,6 +667,7 @@ impl MessageStore {
         let log_min = inner.log.min_offset() as i64;
         let mut total_bytes = 0usize;
         let mut saw_removed = false;
+        let mut last_commitlog_offset: Option<i64> = None;
         for unit in units {
             if result.messages.len() >= max_count {
                 break;
@@ -689,6 +690,7 @@ impl MessageStore {
             {
                 Ok(Some(bytes)) => {
                     result.next_begin_offset = unit.queue_offset + 1;
+                    last_commitlog_offset = Some(unit.commitlog_offset);
                     if !filter.is_matched_by_commitlog(&bytes) {
                         continue;
                     }
@@ -706,6 +708,15 @@ impl MessageStore {
                     result.next_begin_offset = unit.queue_offset + 1;
                 }
             }
+        }
+        // RocketMQ: how far the last message read lies behind the CommitLog's end decides
+        // whether the consumer is "far behind" (reading cold data the master should not serve).
+        if let Some(last) = last_commitlog_offset {
+            let behind_bytes = (inner.log.max_offset() as i64).saturating_sub(last).max(0) as u128;
+            let memory_bytes = u128::from(inner.config.total_physical_memory_bytes)
+                * u128::from(inner.config.access_message_in_memory_max_ratio)
+                / 100;
+            result.suggest_pulling_from_slave = behind_bytes > memory_bytes;
         }
         result.status = if !result.messages.is_empty() {
             GetMessageStatus::Found

@@ -13,6 +13,7 @@ use crate::broker::long_polling::HeldPull;
 use crate::broker::response::{get_status_code, get_status_name};
 use crate::broker::BrokerController;
 use crate::protocol::heartbeat::{SubscriptionData, EXPRESSION_TYPE_TAG};
+use crate::protocol::route::MASTER_ID;
 use crate::protocol::topic;
 use crate::remoting::response_code as rc;
 use crate::remoting::RemotingCommand;
@@ -167,10 +168,16 @@ pub async fn process_pull(
 
     let code = get_status_code(result.status, queue_offset);
     let mut response = request.response(code, get_status_name(result.status).to_string());
-    let suggest = if result.suggest_pulling_from_slave && controller.config.slave_read_enable {
+    // RocketMQ: with slaveReadEnable, a consumer far behind (its data likely out of the page
+    // cache) is sent to the group's whichBrokerWhenConsumeSlowly (default 1, the slave), one
+    // that keeps up to the group's brokerId (default 0); without it, always to the master.
+    // The client follows the suggestion on its next pull of this queue.
+    let suggest = if !controller.config.slave_read_enable {
+        MASTER_ID
+    } else if result.suggest_pulling_from_slave {
         group_config.which_broker_when_consume_slowly
     } else {
-        0
+        group_config.broker_id
     };
     response.set_ext("suggestWhichBrokerId", suggest);
     response.set_ext("nextBeginOffset", result.next_begin_offset);

@@ -11,7 +11,10 @@ use crate::broker::channel::ClientChannel;
 use crate::broker::response::{put_status_code, put_status_is_stored};
 use crate::broker::topic_config::{is_not_allowed_send_topic, validate_topic_name};
 use crate::broker::BrokerController;
-use crate::message::properties::{self as props, decode_properties, encode_properties, Properties};
+use crate::message::properties::{
+    self as props, decode_properties, decode_properties_ref, encode_properties,
+    encode_properties_ref, Properties,
+};
 use crate::message::{msg_id, sysflag};
 use crate::protocol::topic::{
     self, dlq_topic, retry_topic, TopicConfig, PERM_READ, PERM_WRITE, RETRY_GROUP_TOPIC_PREFIX,
@@ -205,12 +208,7 @@ fn store_host(controller: &BrokerController) -> SocketAddr {
 /// Completes the properties of a message about to be stored: UNIQ_KEY if absent, CLUSTER.
 fn finish_properties(controller: &BrokerController, properties: &mut Properties) {
     if properties.get(props::UNIQ_KEY).is_none_or(|v| v.is_empty()) {
-        let key = msg_id::create_uniq_key(
-            store_host(controller),
-            controller.next_uniq_counter(),
-            rt::now_ms(),
-        );
-        properties.insert(props::UNIQ_KEY.to_string(), key);
+        properties.insert(props::UNIQ_KEY.to_string(), new_uniq_key(controller));
     }
     properties.insert(
         props::CLUSTER.to_string(),
@@ -218,18 +216,24 @@ fn finish_properties(controller: &BrokerController, properties: &mut Properties)
     );
 }
 
-fn tags_code_of(properties: &Properties) -> i64 {
-    properties
-        .get(props::TAGS)
-        .filter(|t| !t.is_empty())
-        .map(|t| props::tags_hash_code(t))
+fn new_uniq_key(controller: &BrokerController) -> String {
+    msg_id::create_uniq_key(
+        store_host(controller),
+        controller.next_uniq_counter(),
+        rt::now_ms(),
+    )
+}
+
+/// ConsumeQueue tags code of a message with these TAGS.
+fn tags_code_of(tags: Option<&str>) -> i64 {
+    tags.filter(|t| !t.is_empty())
+        .map(props::tags_hash_code)
         .unwrap_or(0)
 }
 
-fn wait_store_msg_ok(properties: &Properties) -> bool {
-    properties
-        .get(props::WAIT)
-        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+/// The WAIT property: only an explicit "false" lets the store acknowledge before its flush.
+fn wait_store_msg_ok(wait: Option<&str>) -> bool {
+    wait.is_none_or(|v| !v.eq_ignore_ascii_case("false"))
 }
 
 pub async fn process_send(
@@ -305,8 +309,11 @@ pub async fn process_send(
     if topic_config.topic_filter_type == "MULTI_TAG" {
         sys_flag |= sysflag::MULTI_TAGS;
     }
-    let header_props = decode_properties(header.properties.as_deref().unwrap_or(""));
-    if header_props
+    // Set below only when the client sent no UNIQ_KEY; declared first because `properties`
+    // may borrow it.
+    let generated_uniq_key: String;
+    let mut properties = decode_properties_ref(header.properties.as_deref().unwrap_or(""));
+    if properties
         .get(props::TRAN_MSG)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
@@ -345,8 +352,10 @@ pub async fn process_send(
                 queue_id,
                 flag: item.flag,
                 body: item.body,
-                tags_code: tags_code_of(&properties),
-                wait_store_msg_ok: wait_store_msg_ok(&properties),
+                tags_code: tags_code_of(properties.get(props::TAGS).map(String::as_str)),
+                wait_store_msg_ok: wait_store_msg_ok(
+                    properties.get(props::WAIT).map(String::as_str),
+                ),
                 properties: encode_properties(&properties),
                 sys_flag,
                 born_timestamp: header.born_timestamp,
@@ -368,7 +377,6 @@ pub async fn process_send(
 
     // Single message: %RETRY% handling and DLQ rerouting (RocketMQ `handleRetryAndDLQ`).
     let mut topic_name = header.topic.clone();
-    let mut properties = header_props;
     if let Some(group) = header.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) {
         let Some((group_config, created)) = controller.groups.find_or_create(group) else {
             return respond(
@@ -409,16 +417,21 @@ pub async fn process_send(
             properties.remove(props::DELAY);
         }
     }
-    finish_properties(controller, &mut properties);
-    let uniq_key = properties.get(props::UNIQ_KEY).cloned().unwrap_or_default();
+    // finish_properties on the borrowed map (same result, no copy of every pair).
+    if properties.get(props::UNIQ_KEY).is_none_or(|v| v.is_empty()) {
+        generated_uniq_key = new_uniq_key(controller);
+        properties.insert(props::UNIQ_KEY, &generated_uniq_key);
+    }
+    properties.insert(props::CLUSTER, &controller.config.broker_cluster_name);
+    let uniq_key = properties.get(props::UNIQ_KEY).copied().unwrap_or_default();
     let msg = MessageToStore {
         topic: topic_name,
         queue_id,
         flag: header.flag,
         body: request.body.clone(),
-        tags_code: tags_code_of(&properties),
-        wait_store_msg_ok: wait_store_msg_ok(&properties),
-        properties: encode_properties(&properties),
+        tags_code: tags_code_of(properties.get(props::TAGS).copied()),
+        wait_store_msg_ok: wait_store_msg_ok(properties.get(props::WAIT).copied()),
+        properties: encode_properties_ref(&properties),
         sys_flag,
         born_timestamp: header.born_timestamp,
         born_host: Some(channel.peer_addr()),
@@ -428,7 +441,7 @@ pub async fn process_send(
     };
     let result = controller.store.put_message(msg).await;
     Ok(Some(put_result_response(
-        controller, request, queue_id, result, &uniq_key,
+        controller, request, queue_id, result, uniq_key,
     )))
 }
 
@@ -574,7 +587,7 @@ pub async fn consumer_send_msg_back(
         queue_id,
         flag: original.flag,
         body: original.body.clone(),
-        tags_code: tags_code_of(&properties),
+        tags_code: tags_code_of(properties.get(props::TAGS).map(String::as_str)),
         wait_store_msg_ok: false,
         properties: encode_properties(&properties),
         sys_flag: original.sys_flag & !(sysflag::BORNHOST_V6 | sysflag::STOREHOSTADDRESS_V6),
