@@ -2,7 +2,8 @@
 //! store with 1 KiB messages up to `APOGEE_BENCH_RECOVERY_MB` MiB of CommitLog (default 256;
 //! use 1024 and 4096 for the 1 GiB / 4 GiB figures) and exits without shutdown, leaving the
 //! abort file (the page cache keeps its writes, as after a process crash). The parent then times
-//! `MessageStore::open`, i.e. abnormal recovery. `cargo bench --bench recovery`.
+//! `MessageStore::open`, i.e. abnormal recovery. `cargo bench --bench recovery`;
+//! `APOGEE_BENCH_LOG=1` prints recovery's own progress lines.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -56,18 +57,29 @@ fn main() {
         "abort file must survive the abnormal exit"
     );
 
+    if std::env::var_os("APOGEE_BENCH_LOG").is_some() {
+        // Recovery's own progress lines (files, bytes, rate, re-dispatch) with timestamps.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("apogee::store=info")
+            .try_init();
+    }
     let rt = runtime();
     rt.block_on(async {
         let t = Instant::now();
+        let cpu = process_cpu_secs();
         let store = open_store(&root, FlushDiskType::AsyncFlush).await;
         let secs = t.elapsed().as_secs_f64();
+        let cpu = process_cpu_secs() - cpu;
         let outcome = store.recovery_outcome();
         println!(
-            "recovery: {log_mb} MiB log, abnormal recovery in {secs:.3} s: scanned {} bytes in {} files ({:.0} MiB/s), {} entries re-dispatched, valid end {}",
+            "recovery: {log_mb} MiB log, abnormal recovery in {secs:.3} s wall, {cpu:.3} s CPU: scanned {} bytes in {} files ({:.0} MiB/s) from {}, {} entries re-dispatched from {}, {} bytes rewritten, valid end {}",
             outcome.bytes_scanned,
             outcome.files_scanned,
             outcome.bytes_scanned as f64 / secs / MIB as f64,
+            outcome.scan_start,
             outcome.entries_dispatched,
+            outcome.dispatch_start,
+            outcome.bytes_rewritten,
             outcome.valid_end,
         );
         assert!(outcome.abnormal);

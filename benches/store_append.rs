@@ -17,18 +17,6 @@ use std::time::Instant;
 use apogee::store::{FlushDiskType, PutMessageStatus};
 use common::*;
 
-/// CPU time of the whole process (every thread), in seconds.
-fn process_cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
 /// (wall seconds, process CPU seconds)
 fn raw_baseline(dir: &std::path::Path, entry_size: usize, count: u64) -> (f64, f64) {
     let path = dir.join("raw.bin");

@@ -8,7 +8,10 @@
 # Every cell: a producer run of DUR seconds on its own topic (8 queues), then a consumer that
 # reads that backlog from the first offset (catch-up read) and must receive exactly what was
 # sent. The machine is shared: compare figures within one run (ratios), not across runs.
-# Needs: jq, awk, Linux /proc (VmRSS/RssAnon). Ports NSP (29876) and BP (30911, BP-2, BP+1).
+# Then master + slave rows: ASYNC_MASTER and SYNC_MASTER (HA_ROLES; HA_ROLES="" skips), sizes
+# HA_SIZES (1024), senders HA_CONC (1 16 64). SPLIT=0 skips the separate namesrv/broker section.
+# Needs: jq, awk, Linux /proc (VmRSS/RssAnon). Ports NSP (29876) and BP (30911, BP-2, BP+1;
+# the slave uses BP+10, BP+8, BP+11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

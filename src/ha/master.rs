@@ -45,7 +45,12 @@ struct Shared {
     /// Master's written end, bumped by the store's put path: wakes the transfer loops.
     written: watch::Sender<i64>,
     /// Highest offset any slave acknowledged (RocketMQ `push2SlaveMaxOffset`).
-    push2slave_max_offset: watch::Sender<i64>,
+    /// Not a `watch`: tokio's watch spreads its waiters over 8 `Notify`s picked with tokio's
+    /// thread-local RNG, so the wake order of concurrent SYNC_MASTER waiters would differ between
+    /// two simulations in one process (madsim's determinism check). `Notify` wakes in FIFO order.
+    push2slave_max_offset: AtomicI64,
+    /// Woken whenever `push2slave_max_offset` grows.
+    acked_grew: tokio::sync::Notify,
     shutdown: watch::Sender<bool>,
     /// Reports refused because they claimed more than the master wrote.
     rejected_reports: AtomicU64,
@@ -94,7 +99,6 @@ impl HaService {
         })?;
         raise_fence_if_needed(&store)?;
         let (written, _) = watch::channel(store.commitlog_max_offset());
-        let (push2slave_max_offset, _) = watch::channel(-1);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -102,7 +106,8 @@ impl HaService {
             conns: Mutex::new(BTreeMap::new()),
             next_conn_id: AtomicU64::new(1),
             written,
-            push2slave_max_offset,
+            push2slave_max_offset: AtomicI64::new(-1),
+            acked_grew: tokio::sync::Notify::new(),
             shutdown,
             rejected_reports: AtomicU64::new(0),
         });
@@ -135,7 +140,7 @@ impl HaService {
 
     /// Highest offset a slave acknowledged (-1: none yet).
     pub fn push2slave_max_offset(&self) -> i64 {
-        *self.shared.push2slave_max_offset.borrow()
+        self.shared.push2slave_max_offset.load(Ordering::Acquire)
     }
 
     pub fn is_slave_in_sync(&self) -> bool {
@@ -185,16 +190,17 @@ impl ReplicationWaiter for HaService {
                     "no slave connected and in sync (SYNC_MASTER needs one)".into(),
                 );
             }
-            let mut acked = shared.push2slave_max_offset.subscribe();
             let timeout_ms = shared.config.slave_timeout_ms;
             let waited = rt::timeout(Duration::from_millis(timeout_ms), async {
                 loop {
-                    if *acked.borrow_and_update() >= end_offset {
+                    // Register before reading, so a report between the two is not missed.
+                    let grew = shared.acked_grew.notified();
+                    tokio::pin!(grew);
+                    grew.as_mut().enable();
+                    if shared.push2slave_max_offset.load(Ordering::Acquire) >= end_offset {
                         return true;
                     }
-                    if acked.changed().await.is_err() {
-                        return false;
-                    }
+                    grew.await;
                 }
             })
             .await;
@@ -544,14 +550,12 @@ fn on_report(
         *next_transfer = Some(start);
     }
     conn.acked_offset.store(reported, Ordering::Release);
-    shared.push2slave_max_offset.send_if_modified(|m| {
-        if reported > *m {
-            *m = reported;
-            true
-        } else {
-            false
-        }
-    });
+    let before = shared
+        .push2slave_max_offset
+        .fetch_max(reported, Ordering::AcqRel);
+    if reported > before {
+        shared.acked_grew.notify_waiters();
+    }
     Ok(())
 }
 

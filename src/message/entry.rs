@@ -339,12 +339,12 @@ impl<'a> EntryView<'a> {
     pub fn property(&self, name: &str) -> Option<&'a str> {
         self.properties
             .split(super::properties::PROPERTY_SEPARATOR)
-            .filter_map(|seg| {
+            // The last occurrence wins, as in `decode_properties`.
+            .rev()
+            .find_map(|seg| {
                 let (k, v) = seg.split_once(super::properties::NAME_VALUE_SEPARATOR)?;
                 (k == name).then_some(v)
             })
-            // The last occurrence wins, as in `decode_properties`.
-            .last()
     }
     /// KEYS tokens (space-separated), without allocating.
     pub fn keys(&self) -> impl Iterator<Item = &'a str> {
@@ -500,6 +500,35 @@ mod tests {
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), port)
+    }
+
+    #[test]
+    fn entry_view_reads_properties_in_place() {
+        let props = "KEYS\u{1}k1 k2\u{2}TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}U1\u{2}TAGS\u{1}TagB\u{2}";
+        let view = EntryView {
+            store_size: 0,
+            body_crc: 0,
+            queue_id: 0,
+            flag: 0,
+            queue_offset: 0,
+            commitlog_offset: 0,
+            sys_flag: 0,
+            born_timestamp: 0,
+            born_host: v4([1, 2, 3, 4], 1),
+            store_timestamp: 0,
+            store_host: v4([1, 2, 3, 4], 1),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: b"",
+            topic: "T",
+            properties: props,
+        };
+        assert_eq!(view.property("TAGS"), Some("TagB"), "last occurrence wins");
+        assert_eq!(view.uniq_key(), Some("U1"));
+        assert_eq!(view.keys().collect::<Vec<_>>(), vec!["k1", "k2"]);
+        assert_eq!(view.property("NOPE"), None);
+        let map = crate::message::decode_properties(props);
+        assert_eq!(map.get("TAGS").map(String::as_str), view.property("TAGS"));
     }
 
     /// Builds an entry field by field from the published layout table (§4.2), without the

@@ -555,3 +555,61 @@ async fn failed_fsync_region_is_rewritten_by_recovery() {
     assert_eq!(got[3], b"after-2".to_vec());
     store.shutdown().await;
 }
+
+/// Abnormal recovery re-dispatches only what the checkpoint does not prove durable: the
+/// ConsumeQueues and index were flushed up to the last `flush_all`, so only the later entries
+/// are dispatched again; everything stays readable.
+#[tokio::test]
+async fn abnormal_recovery_redispatches_from_the_checkpoint_dispatch_point() {
+    let disk = SimDisk::new();
+    let config = test_config("/d/store");
+    let store = open(&config, &disk).await;
+    for i in 0..50u8 {
+        store.put_message(msg("D", (i % 2) as i32, &[i; 100])).await;
+    }
+    store.flush_all().await.expect("flush");
+    let proven = store.commitlog_max_offset() as u64;
+    for i in 50..55u8 {
+        store.put_message(msg("D", (i % 2) as i32, &[i; 100])).await;
+    }
+    disk.crash(CrashMode::ProcessCrash, &mut SeededRng::new(7));
+    drop(store);
+    let store = open(&config, &disk).await;
+    let outcome = store.recovery_outcome().clone();
+    assert!(outcome.abnormal);
+    assert_eq!(outcome.dispatch_start, proven, "{outcome:?}");
+    assert_eq!(outcome.entries_dispatched, 5, "{outcome:?}");
+    let got: usize = (0..2).map(|q| bodies(&store, "D", q).len()).sum();
+    assert_eq!(got, 55);
+    // A power loss now keeps everything: recovery made the re-dispatched tail durable and
+    // the new checkpoint vouches for it.
+    disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(8));
+    drop(store);
+    let store = open(&config, &disk).await;
+    let got: usize = (0..2).map(|q| bodies(&store, "D", q).len()).sum();
+    assert_eq!(got, 55);
+    assert_eq!(store.recovery_outcome().entries_dispatched, 0);
+    store.shutdown().await;
+}
+
+#[test]
+fn checkpoint_safe_offsets_survive_reopen() {
+    use super::checkpoint::{Checkpoint, CheckpointData};
+    let disk = SimDisk::new();
+    let path = std::path::Path::new("/c/checkpoint");
+    let cp = Checkpoint::open(&disk, path).expect("open");
+    cp.update(|c| {
+        c.commitlog_flushed_offset = 1 << 33;
+        c.dispatch_flushed_offset = 12345;
+    });
+    cp.flush().expect("flush");
+    disk.crash(CrashMode::PowerLoss, &mut SeededRng::new(1));
+    let cp = Checkpoint::open(&disk, path).expect("reopen");
+    let CheckpointData {
+        commitlog_flushed_offset,
+        dispatch_flushed_offset,
+        ..
+    } = cp.get();
+    assert_eq!(commitlog_flushed_offset, 1 << 33);
+    assert_eq!(dispatch_flushed_offset, 12345);
+}

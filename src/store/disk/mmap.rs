@@ -185,7 +185,7 @@ impl SegmentFile for MmapFile {
         true
     }
 
-    fn prefault(&self, pos: u64, len: u64) -> io::Result<()> {
+    fn prefault(&self, pos: u64, len: u64, for_write: bool) -> io::Result<()> {
         const PAGE: u64 = 4096;
         let mapping = self.map.read().map_err(|_| lock_poisoned())?;
         let Some(raw) = mapping.raw.as_ref() else {
@@ -196,14 +196,16 @@ impl SegmentFile for MmapFile {
         if start >= end {
             return Ok(());
         }
-        // MADV_POPULATE_WRITE (Linux 5.14+) faults the pages in writable without touching
-        // their contents, so it is safe next to concurrent appends.
+        // MADV_POPULATE_WRITE / _READ (Linux 5.14+) fault the pages in without touching their
+        // contents, so they are safe next to concurrent appends. (Write-populating a range
+        // that is only read would dirty every page of it.)
+        let advice = if for_write {
+            memmap2::Advice::PopulateWrite
+        } else {
+            memmap2::Advice::PopulateRead
+        };
         if raw
-            .advise_range(
-                memmap2::Advice::PopulateWrite,
-                start as usize,
-                (end - start) as usize,
-            )
+            .advise_range(advice, start as usize, (end - start) as usize)
             .is_ok()
         {
             return Ok(());

@@ -34,11 +34,11 @@ pub trait SegmentFile: Send + Sync {
     fn supports_prefault(&self) -> bool {
         false
     }
-    /// Maps the pages of `[pos, pos+len)` in, writable, without changing a byte, so later
-    /// writes there take no page fault (RocketMQ warms mapped files for the same reason).
-    /// Blocking (it faults the pages in).
-    fn prefault(&self, pos: u64, len: u64) -> io::Result<()> {
-        let _ = (pos, len);
+    /// Maps the pages of `[pos, pos+len)` in without changing a byte, so later accesses there
+    /// take no page fault: writable ahead of appends (RocketMQ warms mapped files for the same
+    /// reason), readable before a scan (recovery). Blocking (it faults the pages in).
+    fn prefault(&self, pos: u64, len: u64, for_write: bool) -> io::Result<()> {
+        let _ = (pos, len, for_write);
         Ok(())
     }
 }
