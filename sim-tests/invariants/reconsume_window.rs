@@ -70,12 +70,26 @@ pub fn check(input: &CheckInput, report: &mut Report) -> Vec<Violation> {
                 && quiet(&state.disturbances, k.finished_at, k.finished_at + window)
         });
         for k in settled {
-            // A client committing the lower value after K is a newer owner's own position.
+            // A client commit of the lower value that may have landed after K (a newer owner's
+            // own position, or a commit sent before a partition that arrived after the heal).
             let lowered_later = state.offset_events.iter().any(|c| {
                 matches!(c.kind, OffsetEventKind::Commit { .. })
                     && same_queue(c)
                     && c.offset == q.offset
-                    && c.started_at > k.finished_at
+                    && {
+                        // Acknowledged: landed by its ack; otherwise any time up to finished_at.
+                        let landed_by = state
+                            .acked_commits
+                            .iter()
+                            .find(|a| {
+                                a.broker == c.broker
+                                    && a.queue_id == c.queue_id
+                                    && a.offset == c.offset
+                                    && a.started_at == c.started_at
+                            })
+                            .map_or(c.finished_at, |a| a.finished_at);
+                        landed_by > k.finished_at
+                    }
             });
             if !lowered_later {
                 violations.push(Violation {
