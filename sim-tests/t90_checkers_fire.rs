@@ -211,3 +211,29 @@ fn ha_async_loss_bounded_fires_when_a_short_master_discards_the_slaves_tail() {
         spec
     });
 }
+
+#[test]
+fn committed_offsets_monotonic_fires_when_slave_sync_overwrites_newer_offsets() {
+    assert_fires(invariants::committed_offsets_monotonic::NAME, || {
+        // t72's master outages, with the slave's metadata sync taking the master's older
+        // offsets over the ones consumers committed on the slave (RocketMQ #1094).
+        let mut spec = scenario::ha_offsets_outage_spec("t90_slave_sync_overwrites_offsets");
+        for broker in &mut spec.brokers {
+            broker.debug_bugs.slave_sync_overwrites_newer_offsets = true;
+        }
+        spec
+    });
+}
+
+#[test]
+fn reconsume_window_fires_when_slave_sync_skips_offsets() {
+    assert_fires(invariants::reconsume_window::NAME, || {
+        // t72 with a slave that never copies its master's offsets: a consumer moving to it
+        // would start far behind what the group committed long ago.
+        let mut spec = scenario::ha_offsets_outage_spec("t90_slave_sync_skips_offsets");
+        for broker in &mut spec.brokers {
+            broker.debug_bugs.slave_sync_skips_offsets = true;
+        }
+        spec
+    });
+}

@@ -83,6 +83,10 @@ pub fn ha_port(port: u16) -> u16 {
     port + 1
 }
 
+/// A slave's metadata sync period in simulations (RocketMQ's 10 s would leave a scenario
+/// few rounds).
+pub const SIM_SLAVE_SYNC_INTERVAL_MS: u64 = 1_000;
+
 impl SimBrokerConfig {
     pub fn to_broker_config(&self) -> BrokerConfig {
         let mut c = BrokerConfig {
@@ -105,6 +109,7 @@ impl SimBrokerConfig {
         c.ha.reconnect_min_ms = 100;
         c.ha.reconnect_max_ms = 1_000;
         c.ha.debug_bugs = self.ha.debug_bugs;
+        c.slave_sync_interval_ms = SIM_SLAVE_SYNC_INTERVAL_MS;
         let s = &mut c.store;
         s.broker_role = self.ha.role;
         s.store_path_root_dir = self.store_root.clone();

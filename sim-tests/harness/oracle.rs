@@ -121,7 +121,21 @@ pub struct OracleState {
     pub offset_events: Vec<OffsetEvent>,
     /// Final scan: (broker, topic, queue_id) -> (min offset, max offset) reported by the broker.
     pub scanned_queues: BTreeMap<(String, String, i32), (i64, i64)>,
+    /// Broker address -> broker group (brokerName) for masters and their slaves: a committed
+    /// offset read on one may have been committed on another of its group (metadata sync).
+    pub broker_groups: BTreeMap<String, String>,
+    /// Consumer commits the broker acknowledged, with the acknowledgement's arrival.
+    pub acked_commits: Vec<OffsetEvent>,
+    /// Instants of injected faults and heals (copied from the trace before checking).
+    pub disturbances: Vec<Instant>,
     next_id: MessageId,
+}
+
+impl OracleState {
+    /// The broker group of `addr` (the address itself when unknown).
+    pub fn broker_group<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.broker_groups.get(addr).map_or(addr, String::as_str)
+    }
 }
 
 #[derive(Clone)]
@@ -139,6 +153,16 @@ impl Oracle {
             })),
             trace,
         }
+    }
+
+    pub fn record_acked_commit(&self, event: OffsetEvent) {
+        self.state().acked_commits.push(event);
+    }
+
+    pub fn set_broker_group(&self, addr: &str, group: &str) {
+        self.state()
+            .broker_groups
+            .insert(addr.to_string(), group.to_string());
     }
 
     /// Read access for checkers.

@@ -77,6 +77,9 @@ pub struct ScenarioSpec {
     pub queue_count: i32,
     /// A deliberate fault outside every contract, to show a checker fires (t90 only).
     pub sabotage: Sabotage,
+    /// Consumers read and commit on a master's slave while the master is unreachable, and the
+    /// slaves' committed offsets are checked too (t72).
+    pub consumers_use_slaves: bool,
 }
 
 /// Harness-side deliberate bugs for checkers that no store switch (`DebugBugs`) exercises.
@@ -108,8 +111,43 @@ impl ScenarioSpec {
             batch_size_max: 4,
             queue_count: 4,
             sabotage: Sabotage::None,
+            consumers_use_slaves: false,
         }
     }
+}
+
+/// t72's scenario (shared with t90): one master (SYNC_MASTER or ASYNC_MASTER, drawn from the
+/// seed; `SIM_HA_ROLE=sync|async` pins it) and its SLAVE; the master is crashed (process
+/// crash) or partitioned away for seconds at a time, so consumers move to the slave, commit
+/// there, and come back.
+pub fn ha_offsets_outage_spec(name: &'static str) -> ScenarioSpec {
+    let mut spec = ScenarioSpec::new(name);
+    let mut role = if super::chance(0.5) {
+        BrokerRole::SyncMaster
+    } else {
+        BrokerRole::AsyncMaster
+    };
+    // SIM_HA_ROLE=sync|async pins the role (after the draw, so the seed's other draws stay).
+    match std::env::var("SIM_HA_ROLE").as_deref() {
+        Ok("sync") => role = BrokerRole::SyncMaster,
+        Ok("async") => role = BrokerRole::AsyncMaster,
+        _ => {}
+    }
+    spec.brokers = vec![BrokerSpec::with_slave(FlushDiskType::SyncFlush, role)];
+    // Role::Broker nodes are masters only: these faults never hit the slave.
+    let mut plan = FaultPlan::new(vec![
+        super::faults::FaultKind::CrashBroker(super::disk::CrashMode::ProcessCrash),
+        super::faults::FaultKind::PartitionBroker,
+    ]);
+    // Outages long enough for consumers to move to the slave and commit there; quiet gaps
+    // long enough for reconsume_window to check reads.
+    plan.gap_ms = (4_000, 9_000);
+    plan.hold_ms = (4_000, 10_000);
+    spec.plan = plan;
+    spec.safety = Duration::from_secs(30);
+    spec.liveness_deadline = Duration::from_secs(60);
+    spec.consumers_use_slaves = true;
+    spec
 }
 
 pub struct ScenarioResult {
@@ -167,6 +205,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         );
     }
     let mut brokers = Vec::new();
+    let mut slaves = BTreeMap::new();
     let mut facts = BTreeMap::new();
     for (i, b) in spec.brokers.iter().enumerate() {
         let name = format!("broker-{}", (b'a' + i as u8) as char);
@@ -203,7 +242,15 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
                 port: BROKER_PORT,
                 namesrv_addrs: namesrv_addrs.clone(),
                 flush: b.flush,
-                debug_bugs: DebugBugs::default(),
+                // Only the metadata-sync bugs are the slave's (t90); the store ones stay the
+                // master's.
+                debug_bugs: DebugBugs {
+                    slave_sync_overwrites_newer_offsets: b
+                        .debug_bugs
+                        .slave_sync_overwrites_newer_offsets,
+                    slave_sync_skips_offsets: b.debug_bugs.slave_sync_skips_offsets,
+                    ..DebugBugs::default()
+                },
                 store_root: STORE_ROOT.into(),
                 ha: SimHa {
                     role: BrokerRole::Slave,
@@ -219,6 +266,19 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
                 Some(slave_disk.clone()),
                 broker_main(scfg),
             );
+            let slave_addr = addr(sip, BROKER_PORT);
+            if spec.consumers_use_slaves {
+                oracle.set_broker_group(&slave_addr, &name);
+                slaves.insert(
+                    addr(ip, BROKER_PORT),
+                    BrokerInfo {
+                        name: slave_name.clone(),
+                        addr: slave_addr,
+                        flush: b.flush,
+                        status: cluster_status(&cluster, &slave_name),
+                    },
+                );
+            }
             cluster.add_ha_pair(HaPair {
                 master: name.clone(),
                 master_addr: addr(ip, BROKER_PORT),
@@ -234,6 +294,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         } else {
             None
         };
+        oracle.set_broker_group(&addr(ip, BROKER_PORT), &name);
         let status = cluster_status(&cluster, &name);
         brokers.push(BrokerInfo {
             name: name.clone(),
@@ -257,6 +318,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
     wcfg.body_bytes_max = spec.body_bytes_max;
     wcfg.batch_size_max = spec.batch_size_max;
     wcfg.queue_count = spec.queue_count;
+    wcfg.slaves = slaves;
 
     // Admin node: topic creation, probes, progress queries and the final scan.
     cluster.add_node(
@@ -411,6 +473,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
         corrupt_consume_queue_unit(&cluster, &oracle, &facts);
     }
     let mut report = Report::default();
+    oracle.state().disturbances = trace.disturbances();
     {
         let state = oracle.state();
         let input = CheckInput {
@@ -805,7 +868,7 @@ fn corrupt_consume_queue_unit(
 /// Reads the group's committed offset of every queue and records each found value as a Query.
 async fn record_committed_offsets(cfg: &WorkloadConfig, oracle: &Oracle) {
     let client = apogee::remoting::RemotingClient::new();
-    for b in &cfg.brokers {
+    for b in cfg.brokers.iter().chain(cfg.slaves.values()) {
         for queue_id in 0..cfg.queue_count {
             let started_at = apogee::rt::now();
             let incarnation = b.incarnation();

@@ -23,6 +23,8 @@ struct TraceInner {
     echo: bool,
     /// The last events, printed when an invariant fails.
     recent: std::collections::VecDeque<String>,
+    /// Instants of "fault: …" and "heal: …" events (checkers exempt their aftermath).
+    disturbances: Vec<apogee::rt::Instant>,
 }
 
 const RECENT_EVENTS_MAX: usize = 64;
@@ -36,6 +38,7 @@ impl Trace {
                 events: 0,
                 echo: std::env::var("SIM_TRACE").is_ok(),
                 recent: Default::default(),
+                disturbances: Vec::new(),
             })),
         }
     }
@@ -56,6 +59,9 @@ impl Trace {
         digest = digest.wrapping_mul(FNV_PRIME);
         inner.digest = digest;
         inner.events += 1;
+        if text.starts_with("fault:") || text.starts_with("heal:") {
+            inner.disturbances.push(sim_now());
+        }
         let line = format!("[{:>10.3}s] {text}", elapsed_us as f64 / 1e6);
         if inner.echo {
             println!("TRACE {line}");
@@ -64,6 +70,11 @@ impl Trace {
             inner.recent.pop_front();
         }
         inner.recent.push_back(line);
+    }
+
+    /// When faults were injected or healed.
+    pub fn disturbances(&self) -> Vec<apogee::rt::Instant> {
+        self.inner.lock().expect("trace lock").disturbances.clone()
     }
 
     pub fn digest(&self) -> u64 {

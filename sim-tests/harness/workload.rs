@@ -62,6 +62,10 @@ pub struct WorkloadConfig {
     pub send_pause_ms_max: u64,
     /// Messages per producer (None: until stopped).
     pub messages_per_producer: Option<u64>,
+    /// Master address -> its slave (t72). Producers and the final scan use masters only;
+    /// consumers fall back to the slave while its master is unreachable, as RocketMQ's client
+    /// does (`findBrokerAddressInSubscribe` takes any address of the broker group).
+    pub slaves: BTreeMap<String, BrokerInfo>,
 }
 
 impl WorkloadConfig {
@@ -77,11 +81,24 @@ impl WorkloadConfig {
             send_attempts_max: 3,
             send_pause_ms_max: 40,
             messages_per_producer: None,
+            slaves: BTreeMap::new(),
         }
     }
 
     fn broker_by_addr(&self, addr: &str) -> Option<&BrokerInfo> {
-        self.brokers.iter().find(|b| b.addr == addr)
+        self.brokers
+            .iter()
+            .chain(self.slaves.values())
+            .find(|b| b.addr == addr)
+    }
+
+    /// The address a consumer talks to for master `master`: the master, or its slave while
+    /// the master is in `masters_down`.
+    fn serving_addr(&self, master: &str, masters_down: &BTreeSet<String>) -> String {
+        match self.slaves.get(master) {
+            Some(slave) if masters_down.contains(master) => slave.addr.clone(),
+            _ => master.to_string(),
+        }
     }
 }
 
@@ -488,9 +505,22 @@ async fn heartbeat(
     client_id: &str,
     cfg: &WorkloadConfig,
 ) -> bool {
+    heartbeat_within(client, broker, client_id, cfg, ADMIN_TIMEOUT_MS).await
+}
+
+/// Probe of a master already known down: short, so reading from its slave is not stalled.
+const DOWN_MASTER_HEARTBEAT_TIMEOUT_MS: u64 = 300;
+
+async fn heartbeat_within(
+    client: &RemotingClient,
+    broker: &str,
+    client_id: &str,
+    cfg: &WorkloadConfig,
+    timeout_ms: u64,
+) -> bool {
     let req = RemotingCommand::request(rq::HEART_BEAT)
         .with_body(heartbeat_body(client_id, &cfg.group, &cfg.topic));
-    matches!(client.invoke(broker, req, ADMIN_TIMEOUT_MS).await, Ok(r) if r.code == rs::SUCCESS)
+    matches!(client.invoke(broker, req, timeout_ms).await, Ok(r) if r.code == rs::SUCCESS)
 }
 
 async fn consumer_ids(client: &RemotingClient, broker: &str, group: &str) -> Option<Vec<String>> {
@@ -687,6 +717,8 @@ pub async fn consumer_main(
     let queues: Vec<i32> = (0..cfg.queue_count).collect();
     let mut owned: BTreeMap<(String, i32), OwnedQueue> = BTreeMap::new();
     let mut last_rebalance: Option<rt::Instant> = None;
+    // Masters that did not answer the last heartbeat: their queues are served by the slave.
+    let mut masters_down: BTreeSet<String> = BTreeSet::new();
     while !stop.is_stopped() {
         let rebalance_due = last_rebalance
             .map(|t| rt::now() - t > Duration::from_millis(1000))
@@ -695,12 +727,40 @@ pub async fn consumer_main(
             last_rebalance = Some(rt::now());
             let mut wanted: BTreeSet<(String, i32)> = BTreeSet::new();
             for b in &cfg.brokers {
-                if !heartbeat(&client, &b.addr, &client_id, &cfg).await {
-                    // Broker unreachable: keep what we own there (its queues cannot move).
-                    wanted.extend(owned.keys().filter(|(a, _)| *a == b.addr).cloned());
-                    continue;
-                }
-                let Some(ids) = consumer_ids(&client, &b.addr, &cfg.group).await else {
+                // Like RocketMQ's client, heartbeat every address of the group (the slave too),
+                // so a slave knows the consumers when the master goes away.
+                let slave = cfg.slaves.get(&b.addr);
+                let slave_ok = match slave {
+                    Some(s) => heartbeat(&client, &s.addr, &client_id, &cfg).await,
+                    None => false,
+                };
+                let timeout_ms = if masters_down.contains(&b.addr) {
+                    DOWN_MASTER_HEARTBEAT_TIMEOUT_MS
+                } else {
+                    ADMIN_TIMEOUT_MS
+                };
+                let ids_from =
+                    if heartbeat_within(&client, &b.addr, &client_id, &cfg, timeout_ms).await {
+                        if masters_down.remove(&b.addr) {
+                            oracle
+                                .trace()
+                                .event(format!("{client_id} back on master {}", b.addr));
+                        }
+                        b.addr.clone()
+                    } else if let (Some(s), true) = (slave, slave_ok) {
+                        if masters_down.insert(b.addr.clone()) {
+                            oracle.trace().event(format!(
+                                "{client_id} master {} unreachable: reading from slave {}",
+                                b.addr, s.addr
+                            ));
+                        }
+                        s.addr.clone()
+                    } else {
+                        // Broker unreachable: keep what we own there (its queues cannot move).
+                        wanted.extend(owned.keys().filter(|(a, _)| *a == b.addr).cloned());
+                        continue;
+                    };
+                let Some(ids) = consumer_ids(&client, &ids_from, &cfg.group).await else {
                     wanted.extend(owned.keys().filter(|(a, _)| *a == b.addr).cloned());
                     continue;
                 };
@@ -731,7 +791,8 @@ pub async fn consumer_main(
                 if owned.contains_key(&k) {
                     continue;
                 }
-                let Some(b) = cfg.broker_by_addr(&k.0).cloned() else {
+                let serving = cfg.serving_addr(&k.0, &masters_down);
+                let Some(b) = cfg.broker_by_addr(&serving).cloned() else {
                     continue;
                 };
                 let started_at = rt::now();
@@ -784,10 +845,24 @@ pub async fn consumer_main(
                 continue;
             };
             let from = state.next_offset;
+            let serving = cfg.serving_addr(&broker, &masters_down);
             let started_at = rt::now();
-            let result = pull(&client, &broker, &cfg.group, &cfg.topic, queue_id, from, 16).await;
+            let result = pull(
+                &client, &serving, &cfg.group, &cfg.topic, queue_id, from, 16,
+            )
+            .await;
             let finished_at = rt::now();
             let Ok(result) = result else {
+                // A master that does not answer a pull: read from its slave until a heartbeat
+                // reaches the master again.
+                if serving == broker
+                    && cfg.slaves.contains_key(&broker)
+                    && masters_down.insert(broker.clone())
+                {
+                    oracle.trace().event(format!(
+                        "{client_id} pull from master {broker} failed: reading from its slave"
+                    ));
+                }
                 continue;
             };
             let state = owned
@@ -812,6 +887,10 @@ pub async fn consumer_main(
                         state.next_offset = result.next_begin_offset;
                     }
                 }
+                // A slave behind the consumer (ASYNC_MASTER tail not replicated) answers "offset
+                // moved" to its own max offset; RocketMQ's slave answers PULL_RETRY_IMMEDIATELY
+                // instead (offsetCheckInSlave=false): never rewind on a slave's word.
+                rs::PULL_OFFSET_MOVED if serving != broker => {}
                 rs::PULL_OFFSET_MOVED => {
                     oracle.trace().event(format!(
                         "{client_id} offset moved {broker}/{queue_id} {from} -> {}",
@@ -831,13 +910,13 @@ pub async fn consumer_main(
                 .unwrap_or(true);
             if state.next_offset != state.committed || (stale && state.next_offset > 0) {
                 let offset = state.next_offset;
-                let b = cfg.broker_by_addr(&broker).cloned();
+                let b = cfg.broker_by_addr(&serving).cloned();
                 let incarnation = b.as_ref().map(|b| b.incarnation()).unwrap_or(0);
                 let started_at = rt::now();
                 // Recorded before sending: if this node dies mid-request the commit may still
                 // land, at an unknown time (finished_at far in the future).
                 oracle.record_offset_event(OffsetEvent {
-                    broker: broker.clone(),
+                    broker: serving.clone(),
                     broker_incarnation: incarnation,
                     group: cfg.group.clone(),
                     topic: cfg.topic.clone(),
@@ -848,8 +927,20 @@ pub async fn consumer_main(
                     kind: OffsetEventKind::Commit { acked: false },
                 });
                 let acked =
-                    commit_offset(&client, &broker, &cfg.group, &cfg.topic, queue_id, offset).await;
+                    commit_offset(&client, &serving, &cfg.group, &cfg.topic, queue_id, offset)
+                        .await;
                 if acked {
+                    oracle.record_acked_commit(OffsetEvent {
+                        broker: serving.clone(),
+                        broker_incarnation: incarnation,
+                        group: cfg.group.clone(),
+                        topic: cfg.topic.clone(),
+                        queue_id,
+                        offset,
+                        started_at,
+                        finished_at: rt::now(),
+                        kind: OffsetEventKind::Commit { acked: true },
+                    });
                     if let Some(state) = owned.get_mut(&(broker.clone(), queue_id)) {
                         state.committed = offset;
                         state.committed_at = Some(rt::now());

@@ -7,6 +7,10 @@
 //!   client committed that lower value after the earlier read started (a slow consumer's late
 //!   commit). A restart may roll back to the last persisted value; that is checked by the
 //!   first rule only.
+//! With master/slave groups (t72) "some client committed" means on any broker of the group
+//! (`OracleState::broker_groups`): a slave copies its master's offsets and pushes back the ones
+//! committed on it, so values travel between them; the second rule stays per broker address,
+//! so a slave whose sync overwrites a newer offset with the master's older one fails it.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,23 @@ pub fn check(input: &CheckInput) -> Vec<Violation> {
             .or_default()
             .push(e);
     }
+    // Commits by (broker group, group, topic, queue): where a read value may come from.
+    let state = input.oracle;
+    let mut group_commits: BTreeMap<(&str, &str, &str, i32), Vec<&OffsetEvent>> = BTreeMap::new();
+    for e in &state.offset_events {
+        if matches!(e.kind, OffsetEventKind::Commit { .. }) {
+            group_commits
+                .entry((
+                    state.broker_group(&e.broker),
+                    &e.group,
+                    &e.topic,
+                    e.queue_id,
+                ))
+                .or_default()
+                .push(e);
+        }
+    }
+    let no_commits = Vec::new();
     let mut violations = Vec::new();
     for ((broker, group, topic, queue_id), mut events) in by_key {
         events.sort_by_key(|e| e.started_at);
@@ -30,6 +51,9 @@ pub fn check(input: &CheckInput) -> Vec<Violation> {
             .iter()
             .filter(|e| matches!(e.kind, OffsetEventKind::Commit { .. }))
             .collect();
+        let commits_in_group = group_commits
+            .get(&(state.broker_group(broker), group, topic, queue_id))
+            .unwrap_or(&no_commits);
         // (incarnation, highest read, when that read started)
         let mut high: Option<(u64, i64, apogee::rt::Instant)> = None;
         for e in events.iter().filter(|e| e.kind == OffsetEventKind::Query) {
@@ -37,7 +61,7 @@ pub fn check(input: &CheckInput) -> Vec<Violation> {
                 invariant: NAME,
                 detail: format!("{broker} {group} {topic}/{queue_id}: {detail}"),
             };
-            let committed_before = commits
+            let committed_before = commits_in_group
                 .iter()
                 .any(|c| c.offset == e.offset && c.started_at < e.finished_at);
             if !committed_before {

@@ -10,6 +10,7 @@ pub mod ha;
 pub mod liveness;
 pub mod no_phantom;
 pub mod queue_offsets;
+pub mod reconsume_window;
 
 use std::collections::BTreeMap;
 
@@ -100,6 +101,7 @@ pub fn check_final(input: &CheckInput, report: &mut Report) -> Vec<Violation> {
     v.extend(acked_not_lost::check(input, report));
     v.extend(queue_offsets::check_final_scan(input));
     v.extend(committed_offsets_monotonic::check_final(input));
+    v.extend(reconsume_window::check(input, report));
     for (addr, facts) in input.brokers {
         if let Some(slave) = &facts.slave {
             v.extend(ha::check_prefix(

@@ -209,6 +209,9 @@ pub async fn sync_all(
             })?;
     }
 
+    if controller.config.store.debug_bugs.slave_sync_skips_offsets {
+        return Ok(report);
+    }
     let op = "GET_ALL_CONSUMER_OFFSET";
     let resp = fetch(
         client,
@@ -274,7 +277,15 @@ pub async fn run(controller: Arc<BrokerController>, client: RemotingClient) {
                         );
                     }
                 }
-                Err(e) => tracing::warn!("slave sync: {e}"),
+                Err(e) => {
+                    tracing::warn!("slave sync: {e}");
+                    // A request that timed out leaves the cached connection open; to a master
+                    // that crashed (or sat behind a partition) it may never answer again. Start
+                    // the next round on a fresh connection.
+                    if matches!(e, SlaveSyncError::Remoting { .. }) {
+                        client.close(&addr);
+                    }
+                }
             },
         }
         rt::sleep(Duration::from_millis(interval_ms)).await;

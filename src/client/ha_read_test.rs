@@ -375,3 +375,44 @@ async fn without_slave_read_enable_the_master_keeps_the_consumer() {
     }
     ns.shutdown();
 }
+
+#[test]
+fn broker_selection_prefers_the_suggested_then_the_master_then_a_reachable_slave() {
+    use crate::client::mq_client::select_broker;
+    use std::collections::BTreeMap;
+    let addrs: BTreeMap<i64, String> = [
+        (0, "m:1".to_string()),
+        (1, "s1:1".to_string()),
+        (2, "s2:1".to_string()),
+    ]
+    .into();
+    let id = |wanted: i64, down: &[&str]| {
+        select_broker(&addrs, wanted, |a| down.contains(&a)).map(|f| (f.broker_id, f.is_slave()))
+    };
+    assert_eq!(id(0, &[]), Some((0, false)));
+    assert_eq!(id(1, &[]), Some((1, true)), "suggested slave");
+    assert_eq!(id(7, &[]), Some((0, false)), "unknown id: the master");
+    assert_eq!(
+        id(0, &["m:1"]),
+        Some((1, true)),
+        "master unreachable: first reachable slave"
+    );
+    assert_eq!(
+        id(1, &["s1:1"]),
+        Some((0, false)),
+        "suggested slave down: the master"
+    );
+    assert_eq!(id(0, &["m:1", "s1:1"]), Some((2, true)));
+    assert_eq!(
+        id(1, &["m:1", "s1:1", "s2:1"]),
+        Some((1, true)),
+        "all down: keep probing the wanted one"
+    );
+    let only_slave: BTreeMap<i64, String> = [(1, "s1:1".to_string())].into();
+    assert_eq!(
+        select_broker(&only_slave, 0, |_| false).map(|f| f.addr),
+        Some("s1:1".to_string()),
+        "master absent from the route"
+    );
+    assert!(select_broker(&BTreeMap::new(), 0, |_| false).is_none());
+}

@@ -105,6 +105,8 @@ pub struct DebugBugs {
     /// Slave metadata sync overwrites the slave's newer consumer offsets with the master's
     /// older ones (RocketMQ #1094) and does not push them back.
     pub slave_sync_overwrites_newer_offsets: bool,
+    /// Slave metadata sync skips consumer offsets (the slave's stay stale).
+    pub slave_sync_skips_offsets: bool,
 }
 
 impl Default for StoreConfig {
