@@ -7,7 +7,8 @@
 #
 # Usage: cargo build --release --bins && scripts/startup-4g.sh
 # Environment: BIN (target/release), STARTUP_GB (4), WORK (target/startup-4g; removed at the
-# end), BP (31911: broker port; its embedded name server listens on BP-2).
+# end), BP (31911: broker port; the broker also binds BP-2 and BP+1), NSP (BP+100: its embedded
+# name server).
 # Needs: jq, ~STARTUP_GB + 1 GiB free on the volume of WORK.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ BIN=${BIN:-target/release}
 STARTUP_GB=${STARTUP_GB:-4}
 WORK=${WORK:-$(pwd)/target/startup-4g}
 BP=${BP:-31911}
-NSP=$((BP - 2))
+NSP=${NSP:-$((BP + 100))}
 NS=127.0.0.1:$NSP
 for b in mqbroker mqbench; do
     [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b (cargo build --release --bins)" >&2; exit 1; }
@@ -47,9 +48,21 @@ echo "== filling ${STARTUP_GB} GiB (4 KiB bodies, ASYNC_FLUSH)"
 BROKER_PID=$(jq -r .pid "$WORK/start-fill.json")
 per_msg=$((4096 + 200))
 count=$((target / per_msg + 1000))
-"$BIN/mqbench" producer -n "$NS" -t StartupFill -w 32 -s 4096 --count "$count" --retries 2 \
-    --quiet --json > "$WORK/fill.json"
-echo "filled: $(jq -r .sent_ok "$WORK/fill.json") messages sent OK; CommitLog files: $(ls "$WORK/store/commitlog" | wc -l)"
+max_offset() {
+    "$BIN/mqadmin" brokerStatus -n "$NS" -b "127.0.0.1:$BP" 2> /dev/null |
+        grep -m1 commitLogMaxOffset | grep -o '[0-9][0-9]*' | tail -1
+}
+sent=0
+while :; do
+    "$BIN/mqbench" producer -n "$NS" -t StartupFill -w 32 -s 4096 --count "$count" --retries 2 \
+        --quiet --json > "$WORK/fill.json"
+    sent=$((sent + $(jq -r .sent_ok "$WORK/fill.json")))
+    max=$(max_offset); max=${max:-0}
+    (( max >= target )) && break
+    # Entries are smaller than guessed (or sends failed): top up by what is missing.
+    count=$(( (target - max) / per_msg + 1000 ))
+done
+echo "filled: $sent messages sent OK; commitLogMaxOffset $max ($(ls "$WORK/store/commitlog" | wc -l) CommitLog files)"
 
 echo "== kill -9 the broker (pid $BROKER_PID)"
 kill -9 "$BROKER_PID"
