@@ -101,23 +101,11 @@ fn commit_forward_never_rewinds() {
     assert_eq!(m.query("g", "T", 0), Some(9));
 }
 
-// Reads better as a list of overrides than as one struct literal with a nested store config.
-#[allow(clippy::field_reassign_with_default)]
 fn broker_config(ns: &str, role: BrokerRole, broker_id: i64) -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.listen_port = 0;
-    config.broker_ip1 = IpAddr::from([127, 0, 0, 1]);
-    config.broker_name = "broker-a".into();
-    config.broker_id = broker_id;
-    config.namesrv_addrs = vec![ns.to_string()];
+    let mut config =
+        crate::ha::test_support::replicated_broker_config(ns, role, broker_id, "/sync-test/store");
     config.register_name_server_period_ms = 1_000;
     config.slave_sync_interval_ms = 200;
-    config.store.broker_role = role;
-    config.store.store_path_root_dir = "/sync-test/store".into();
-    config.store.mapped_file_size_commitlog = 1024 * 1024;
-    config.store.mapped_file_size_consume_queue = 300 * 20;
-    config.store.max_hash_slot_num = 1000;
-    config.store.max_index_num = 4000;
     config
 }
 

@@ -31,19 +31,7 @@ const TIMEOUT_MS: u64 = 5_000;
 const QUEUES: i32 = 4;
 
 fn broker_config(ns: &str, role: BrokerRole, broker_id: i64) -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.listen_port = 0;
-    config.broker_ip1 = IpAddr::from([127, 0, 0, 1]);
-    config.broker_name = "broker-a".into();
-    config.broker_id = broker_id;
-    config.namesrv_addrs = vec![ns.to_string()];
-    config.store.broker_role = role;
-    config.store.store_path_root_dir = "/ha-read/store".into();
-    config.store.mapped_file_size_commitlog = 1024 * 1024;
-    config.store.mapped_file_size_consume_queue = 300 * 20;
-    config.store.max_hash_slot_num = 1000;
-    config.store.max_index_num = 4000;
-    config
+    crate::ha::test_support::replicated_broker_config(ns, role, broker_id, "/ha-read/store")
 }
 
 fn addr(b: &Broker) -> String {

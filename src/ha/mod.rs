@@ -19,6 +19,8 @@ mod broker_test;
 mod loopback_test;
 #[cfg(all(test, madsim))]
 mod sim_test;
+#[cfg(all(test, not(madsim)))]
+pub(crate) mod test_support;
 
 use thiserror::Error;
 
