@@ -1,6 +1,11 @@
 //! (b) SYNC_FLUSH group commit with 1, 16 and 64 concurrent writers beside ASYNC_FLUSH with the
-//! same writers (1 KiB bodies, MmapDisk). Prints msgs/s and the ratio sync/async.
-//! `cargo bench --bench group_commit`; `APOGEE_BENCH_GROUP_SECS` = seconds per run (default 3).
+//! same writers (1 KiB bodies, MmapDisk). Prints msgs/s, the ratio sync/async, process CPU time
+//! per message, and for SYNC_FLUSH the group-commit counters (fsync rounds, waiters released per
+//! round, time in msync). First it measures the disk itself: msync of a 1 KiB and a 64 KiB dirty
+//! range of a mapped file made like a CommitLog file, which bounds SYNC_FLUSH at N writers by
+//! N / (fsync latency + per-round overhead).
+//! `cargo bench --bench group_commit`; `APOGEE_BENCH_GROUP_SECS` = seconds per run (default 3);
+//! `APOGEE_BENCH_GROUP_WRITERS` = comma-separated writer counts (default `1,16,64`).
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -9,16 +14,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apogee::store::commitlog::flush::GroupCommitStats;
+use apogee::store::disk::mmap::MmapDisk;
+use apogee::store::disk::Disk;
 use apogee::store::{FlushDiskType, PutMessageStatus};
 use common::*;
 
-fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs: u64) -> f64 {
+struct Run {
+    msgs_per_sec: f64,
+    cpu_us_per_msg: f64,
+    group_commit: GroupCommitStats,
+}
+
+fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs: u64) -> Run {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("store");
     rt.block_on(async {
         let store = open_store(&root, flush).await;
         let payload = body(1024);
         let done = Arc::new(AtomicU64::new(0));
+        let cpu_start = process_cpu_secs();
         let start = Instant::now();
         // Writers stop at a wall-clock deadline they check themselves, independent of timers.
         let deadline = start + Duration::from_secs(secs);
@@ -43,21 +58,100 @@ fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs:
             t.await.expect("writer");
         }
         let elapsed = start.elapsed().as_secs_f64();
+        let cpu = process_cpu_secs() - cpu_start;
+        let group_commit = store.group_commit_stats();
         store.shutdown().await;
-        done.load(Ordering::Relaxed) as f64 / elapsed
+        let n = done.load(Ordering::Relaxed) as f64;
+        Run {
+            msgs_per_sec: n / elapsed,
+            cpu_us_per_msg: cpu * 1e6 / n,
+            group_commit,
+        }
     })
+}
+
+/// msync latency of this disk: `rounds` times, dirty `dirty` bytes of a mapped 64 MiB file
+/// (created and prefaulted the way the CommitLog does) and sync exactly that range.
+/// Returns (p50, mean) in microseconds.
+fn msync_latency_us(dirty: usize, rounds: usize) -> (f64, f64) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("00000000000000000000");
+    let len = 64 * MIB;
+    let file = MmapDisk::new().create(&path, len).expect("create");
+    if file.supports_prefault() {
+        file.prefault(0, len, true).expect("prefault");
+    }
+    let chunk = vec![0xA5u8; dirty];
+    let mut samples = Vec::with_capacity(rounds);
+    let mut pos = 0u64;
+    for _ in 0..rounds {
+        if pos + dirty as u64 > len {
+            pos = 0;
+        }
+        file.write_at(pos, &chunk).expect("write");
+        let t = Instant::now();
+        file.sync_range(pos, dirty as u64).expect("msync");
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        pos += dirty as u64;
+    }
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], mean)
+}
+
+fn describe(s: &GroupCommitStats) -> String {
+    if s.rounds == 0 {
+        return "no fsync rounds".into();
+    }
+    let hist: Vec<String> = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32-63", "64+"]
+        .iter()
+        .zip(s.waiters_per_round)
+        .filter(|(_, n)| *n > 0)
+        .map(|(b, n)| format!("{b}:{n}"))
+        .collect();
+    format!(
+        "{} fsyncs, {:.1} waiters released/fsync (waits {}, released {}), {:.1} KiB/fsync, \
+         msync {:.0} us, blocking round trip {:.0} us per fsync; waiters/fsync histogram [{}]",
+        s.rounds,
+        s.released as f64 / s.rounds as f64,
+        s.waits,
+        s.released,
+        s.bytes as f64 / 1024.0 / s.rounds as f64,
+        s.sync_ns as f64 / 1e3 / s.rounds as f64,
+        s.round_trip_ns as f64 / 1e3 / s.rounds as f64,
+        hist.join(" ")
+    )
 }
 
 fn main() {
     let secs = env_u64("APOGEE_BENCH_GROUP_SECS", 3);
+    let writer_counts: Vec<usize> = std::env::var("APOGEE_BENCH_GROUP_WRITERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64]);
     let rt = runtime();
     println!("group_commit: 1 KiB bodies, {secs} s per run, MmapDisk");
-    for writers in [1usize, 16, 64] {
+    for dirty in [1024usize, 64 * 1024] {
+        let (p50, mean) = msync_latency_us(dirty, 200);
+        println!(
+            "group_commit: disk: msync of a {:>2} KiB dirty range: p50 {p50:.0} us, mean {mean:.0} us",
+            dirty / 1024
+        );
+    }
+    for writers in writer_counts {
         let sync = run(&rt, FlushDiskType::SyncFlush, writers, secs);
         let asynchronous = run(&rt, FlushDiskType::AsyncFlush, writers, secs);
         println!(
-            "group_commit: {writers:>2} writers: SYNC_FLUSH {sync:>9.0} msg/s | ASYNC_FLUSH {asynchronous:>9.0} msg/s | sync/async = {:.3}",
-            sync / asynchronous
+            "group_commit: {writers:>2} writers: SYNC_FLUSH {:>9.0} msg/s | ASYNC_FLUSH {:>9.0} msg/s | sync/async = {:.3} | CPU per message {:.2} us vs {:.2} us",
+            sync.msgs_per_sec,
+            asynchronous.msgs_per_sec,
+            sync.msgs_per_sec / asynchronous.msgs_per_sec,
+            sync.cpu_us_per_msg,
+            asynchronous.cpu_us_per_msg,
+        );
+        println!(
+            "group_commit: {writers:>2} writers: SYNC_FLUSH {}",
+            describe(&sync.group_commit)
         );
     }
 }

@@ -871,6 +871,11 @@ impl MessageStore {
         &self.inner.recovery
     }
 
+    /// SYNC_FLUSH group-commit counters (fsync rounds, waiters per round, fsync time).
+    pub fn group_commit_stats(&self) -> commitlog::flush::GroupCommitStats {
+        self.inner.group_commit.stats()
+    }
+
     /// The configuration the store runs with.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config

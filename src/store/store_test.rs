@@ -213,6 +213,16 @@ async fn concurrent_sync_puts_share_fsyncs() {
     }
     let total: i64 = (0..3).map(|q| store.max_offset_in_queue("C", q)).sum();
     assert_eq!(total, 20);
+    // Shared: each waiting put was released exactly once, by far fewer fsyncs than puts.
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.released, stats.waits);
+    assert!(stats.waits > 0);
+    assert!(
+        stats.rounds * 4 <= stats.waits,
+        "{} fsyncs for {} waiting puts",
+        stats.rounds,
+        stats.waits
+    );
     store.shutdown().await;
 }
 
