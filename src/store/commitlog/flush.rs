@@ -179,16 +179,6 @@ impl GroupCommit {
         self.counters.waits.load(Ordering::Relaxed)
     }
 
-    /// (waiters whose entry ends beyond `commitlog_offset`, i.e. not covered by a round in
-    /// flight; all waiters).
-    fn waiting_beyond(&self, commitlog_offset: u64) -> (usize, usize) {
-        let st = self.lock();
-        let covered = st
-            .waiters
-            .partition_point(|w| w.end_offset <= commitlog_offset);
-        (st.waiters.len() - covered, st.waiters.len())
-    }
-
     /// A snapshot of the counters.
     pub fn stats(&self) -> GroupCommitStats {
         let c = &self.counters;
@@ -329,23 +319,14 @@ impl CommitLogFlushLoop {
     }
 
     /// Before a SYNC_FLUSH round: the waiter whose wake-up started it is usually the first of
-    /// the writers a finished round released; the others are runnable and about to append.
-    /// Yield while new waiters keep registering, so one msync covers a group of them instead of
-    /// one each (an msync costs nearly the same whatever it covers), but only until the waiters
-    /// not yet covered by a round in flight make up `1 / MAX_ROUNDS_IN_FLIGHT` of the writers
-    /// seen waiting (`writers`): the rest append meanwhile and go into the next round, which
-    /// then overlaps this one on the disk. Stops at once when a yield brought no new waiter
-    /// (nobody runnable is about to wait).
-    async fn gather(&self, next_from: u64, writers: &mut usize) {
+    /// the writers the last fsync released; the others are runnable and about to append. Yield
+    /// while new waiters keep registering, so one fsync covers them all instead of a fraction
+    /// (each fsync costs the same whatever it covers). Stops as soon as a yield brought no new
+    /// waiter: then nobody runnable is about to wait.
+    async fn gather(&self) {
         let group_commit = &self.store.group_commit;
         let mut seen = group_commit.waits_registered();
         for _ in 0..MAX_GATHER_YIELDS {
-            let (uncovered, waiting) = group_commit.waiting_beyond(next_from);
-            // The estimate follows a rise at once and decays slowly (1/8 per round).
-            *writers = (*writers).max(waiting);
-            if uncovered * MAX_ROUNDS_IN_FLIGHT >= (*writers).max(1) {
-                break;
-            }
             rt::yield_now().await;
             let now = group_commit.waits_registered();
             if now == seen {
@@ -353,7 +334,6 @@ impl CommitLogFlushLoop {
             }
             seen = now;
         }
-        *writers -= *writers / 8;
     }
 
     /// Starts a round syncing what was appended beyond `next_from`, if anything.
@@ -436,8 +416,6 @@ impl CommitLogFlushLoop {
         let mut in_flight: VecDeque<Round> = VecDeque::new();
         // Everything below this is durable or in a round in flight.
         let mut next_from = self.store.log.flushed_offset();
-        // How many writers wait at once (estimate; sizes the rounds, see `gather`).
-        let mut writers = 0usize;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -469,8 +447,7 @@ impl CommitLogFlushLoop {
                     }
                 }
                 Event::Start => {
-                    let from = next_from.max(self.store.log.flushed_offset());
-                    self.gather(from, &mut writers).await;
+                    self.gather().await;
                     in_flight.extend(self.start_round(&mut next_from));
                 }
             }
