@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
-use tokio::task::JoinError;
 
 use crate::rt;
 use crate::store::consume_queue::FlushPolicy;
@@ -246,25 +245,6 @@ impl GroupCommit {
 /// [`CommitLogFlushLoop::gather`]); bounds the delay a stream of new waiters can cause.
 const MAX_GATHER_YIELDS: u32 = 64;
 
-/// SYNC_FLUSH rounds (each an msync of a disjoint CommitLog range) that may be in flight at
-/// once. Overlapping syncs do not slow each other down on a disk whose flush is latency-bound
-/// (measured here: 1 / 2 / 4 threads msyncing 64 KiB ranges of one mapped file did 262 / 588 /
-/// 1069 msyncs per second at the same ~3.5 ms each), so writers released by one round append and
-/// start the next round while the previous ones are still on the disk, instead of the disk
-/// idling while they append.
-const MAX_ROUNDS_IN_FLIGHT: usize = 4;
-
-/// What a SYNC_FLUSH round's blocking sync returns: its result and the time inside the sync.
-type RoundResult = (Result<(), crate::store::StoreError>, u64);
-
-/// One SYNC_FLUSH round in flight: it makes `[from, target)` durable.
-struct Round {
-    target: u64,
-    target_store_timestamp: i64,
-    started: rt::Instant,
-    task: rt::JoinHandle<RoundResult>,
-}
-
 /// The CommitLog flush loop (RocketMQ `FlushRealTimeService` / `GroupCommitService`).
 pub struct CommitLogFlushLoop {
     store: Arc<StoreInner>,
@@ -336,161 +316,51 @@ impl CommitLogFlushLoop {
         }
     }
 
-    /// Starts a round syncing what was appended beyond `next_from`, if anything.
-    fn start_round(&self, next_from: &mut u64) -> Option<Round> {
-        let log = &self.store.log;
-        let from = (*next_from).max(log.flushed_offset());
-        let (target, target_store_timestamp) = log.flush_target();
-        if target <= from {
-            return None;
-        }
-        *next_from = target;
-        let log = log.clone();
-        let task = rt::spawn(async move {
-            rt::blocking(move || {
-                let sync_started = rt::now();
-                let result = log.sync_range(from, target);
-                (result, (rt::now() - sync_started).as_nanos() as u64)
-            })
-            .await
-        });
-        Some(Round {
-            target,
-            target_store_timestamp,
-            started: rt::now(),
-            task,
-        })
-    }
-
-    /// Accounts for the oldest round in flight, which finished: on success everything below
-    /// its target is durable (the rounds before it finished already), so the flushed offset
-    /// advances and the covered waiters are released. On failure the store is poisoned and
-    /// every waiter fails. Returns false on failure.
-    fn finish_round(&self, round: Round, outcome: Result<RoundResult, JoinError>) -> bool {
-        let store = &self.store;
-        let group_commit = &store.group_commit;
-        let error = match outcome {
-            Ok((Ok(()), sync_ns)) => {
-                let before = store.log.flushed_offset();
-                store
-                    .log
-                    .advance_flushed(round.target, round.target_store_timestamp);
-                let flushed = store.log.flushed_offset();
-                let released = group_commit.release(flushed, None);
-                group_commit.record_round(
-                    released,
-                    flushed.saturating_sub(before),
-                    sync_ns,
-                    (rt::now() - round.started).as_nanos() as u64,
-                );
-                store.checkpoint.update(|c| {
-                    let ts = store.log.flushed_store_timestamp();
-                    if ts > 0 {
-                        c.physic_msg_timestamp = ts;
-                    }
-                });
-                return true;
-            }
-            Ok((Err(e), _)) => e.to_string(),
-            Err(e) => format!("flush task ended abnormally: {e}"),
-        };
-        let reason = format!("CommitLog flush failed: {error}");
-        tracing::error!(%reason, "store poisoned");
-        store.poison(reason.clone());
-        group_commit.publish(store.log.flushed_offset(), Some(reason));
-        false
-    }
-
-    /// SYNC_FLUSH: group commit with up to [`MAX_ROUNDS_IN_FLIGHT`] rounds on the disk at once.
-    /// A round starts when a waiting put wakes the loop (after [`Self::gather`]) or on a 10 ms
-    /// timer (puts that do not wait), and covers everything appended beyond the previous
-    /// round's target. Rounds are accounted for in the order they started, so the flushed
-    /// offset only ever covers a prefix of the log whose every range was synced.
-    async fn run_group_commit(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-        enum Event {
-            Stop,
-            Finished(Result<RoundResult, JoinError>),
-            Start,
-        }
-        let group_commit = &self.store.group_commit;
-        let mut in_flight: VecDeque<Round> = VecDeque::new();
-        // Everything below this is durable or in a round in flight.
-        let mut next_from = self.store.log.flushed_offset();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let room = in_flight.len() < MAX_ROUNDS_IN_FLIGHT;
-            let event = {
-                let oldest = async {
-                    match in_flight.front_mut() {
-                        Some(round) => (&mut round.task).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                rt::select! {
-                    biased;
-                    _ = shutdown.changed() => Event::Stop,
-                    outcome = oldest => Event::Finished(outcome),
-                    _ = group_commit.wake.notified(), if room => Event::Start,
-                    _ = rt::sleep_ms(10), if room => Event::Start,
-                }
-            };
-            match event {
-                Event::Stop => break,
-                Event::Finished(outcome) => {
-                    let Some(round) = in_flight.pop_front() else {
-                        continue;
-                    };
-                    if !self.finish_round(round, outcome) {
-                        return;
-                    }
-                }
-                Event::Start => {
-                    self.gather().await;
-                    in_flight.extend(self.start_round(&mut next_from));
-                }
-            }
-        }
-        // Shutting down: let the rounds on the disk finish and release their waiters.
-        while let Some(mut round) = in_flight.pop_front() {
-            let outcome = (&mut round.task).await;
-            if !self.finish_round(round, outcome) {
-                return;
-            }
-        }
-    }
-
     pub async fn run(self) {
         let config = &self.store.config;
         let mut shutdown = self.store.shutdown_rx();
-        if config.flush_disk_type == FlushDiskType::SyncFlush {
-            self.run_group_commit(&mut shutdown).await;
-            return;
-        }
-        // ASYNC_FLUSH: every flushIntervalCommitLog, at least flushCommitLogLeastPages dirty
-        // pages, everything every flushCommitLogThoroughInterval.
         let mut last_thorough_ms = rt::now_ms();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let stop = rt::select! {
-                biased;
-                _ = shutdown.changed() => true,
-                _ = rt::sleep_ms(config.flush_interval_commitlog_ms) => false,
+            let stop = match config.flush_disk_type {
+                FlushDiskType::SyncFlush => {
+                    rt::select! {
+                        biased;
+                        _ = shutdown.changed() => true,
+                        _ = self.store.group_commit.wake.notified() => false,
+                        // Also flush on a timer so un-awaited (WAIT=false) puts get durable.
+                        _ = rt::sleep_ms(10) => false,
+                    }
+                }
+                FlushDiskType::AsyncFlush => {
+                    rt::select! {
+                        biased;
+                        _ = shutdown.changed() => true,
+                        _ = rt::sleep_ms(config.flush_interval_commitlog_ms) => false,
+                    }
+                }
             };
             if stop || *shutdown.borrow() {
                 break;
             }
-            let now = rt::now_ms();
-            let least_pages =
-                if now >= last_thorough_ms + config.flush_commitlog_thorough_interval_ms as i64 {
-                    last_thorough_ms = now;
-                    0
-                } else {
-                    config.flush_commitlog_least_pages
-                };
+            if config.flush_disk_type == FlushDiskType::SyncFlush {
+                self.gather().await;
+            }
+            let least_pages = match config.flush_disk_type {
+                FlushDiskType::SyncFlush => 0,
+                FlushDiskType::AsyncFlush => {
+                    let now = rt::now_ms();
+                    if now >= last_thorough_ms + config.flush_commitlog_thorough_interval_ms as i64
+                    {
+                        last_thorough_ms = now;
+                        0
+                    } else {
+                        config.flush_commitlog_least_pages
+                    }
+                }
+            };
             if !self.flush_once(least_pages).await {
                 break;
             }

@@ -312,7 +312,10 @@ impl CommitLog {
     /// Returns whether a sync happened. Blocking: call through `rt::blocking`.
     pub fn flush(&self, least_pages: u32) -> Result<bool, StoreError> {
         let _guard = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (target, target_ts) = self.flush_target();
+        let (target, target_ts) = {
+            let st = self.lock_append();
+            (self.files.max_offset(), st.last_store_timestamp)
+        };
         let from = self.flushed_offset();
         if target <= from {
             return Ok(false);
@@ -320,28 +323,12 @@ impl CommitLog {
         if least_pages > 0 && target / OS_PAGE_SIZE - from / OS_PAGE_SIZE < least_pages as u64 {
             return Ok(false);
         }
-        self.sync_range(from, target)?;
-        self.advance_flushed(target, target_ts);
-        Ok(true)
-    }
-
-    /// What a flush started now would cover: the written end and the store timestamp of the
-    /// entry before it.
-    pub fn flush_target(&self) -> (u64, i64) {
-        let st = self.lock_append();
-        (self.files.max_offset(), st.last_store_timestamp)
-    }
-
-    /// Makes the CommitLog bytes in `[from, to)` durable, without the flush lock and without
-    /// moving the flushed offset: the SYNC_FLUSH group commit keeps several disjoint ranges in
-    /// flight and advances the flushed offset over the prefix that completed. Blocking.
-    pub fn sync_range(&self, from: u64, to: u64) -> Result<(), StoreError> {
         for file in self.files.files() {
-            if file.end_offset() <= from || file.start_offset >= to {
+            if file.end_offset() <= from || file.start_offset >= target {
                 continue;
             }
             let sync_from = from.max(file.start_offset) - file.start_offset;
-            let sync_to = to.min(file.end_offset()) - file.start_offset;
+            let sync_to = target.min(file.end_offset()) - file.start_offset;
             if sync_to > sync_from {
                 file.file
                     .sync_range(sync_from, sync_to - sync_from)
@@ -351,27 +338,13 @@ impl CommitLog {
                         source,
                     })?;
             }
-            if sync_to > file.flushed_pos() {
-                file.set_flushed_pos(sync_to);
-            }
+            file.set_flushed_pos(sync_to);
         }
-        Ok(())
-    }
-
-    /// Records that every byte below `offset` is durable; never moves the flushed offset back
-    /// (a flush and the group commit may finish in either order). The timestamp is stored by
-    /// whoever moved the offset, so a race can only leave it older than the offset (recovery
-    /// then trusts less, never more).
-    pub(crate) fn advance_flushed(&self, offset: u64, store_timestamp: i64) {
-        let moved = self
-            .flushed_offset
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-                (offset > current).then_some(offset)
-            })
-            .is_ok();
-        if moved {
-            self.flushed_store_timestamp
-                .store(store_timestamp.max(0) as u64, Ordering::Release);
-        }
+        assert!(
+            target >= self.flushed_offset(),
+            "flushed offset moves forward only"
+        );
+        self.set_flushed(target, target_ts);
+        Ok(true)
     }
 }
