@@ -1216,7 +1216,9 @@ fn process_cpu_secs() -> f64 {
 async fn run_store_append(args: StoreAppendArgs) -> anyhow::Result<()> {
     use apogee::message::properties::{encode_properties, Properties, CLUSTER, UNIQ_KEY, WAIT};
     use apogee::store::disk::mmap::MmapDisk;
-    use apogee::store::{FlushDiskType, MessageStore, MessageToStore, PutMessageStatus, StoreConfig};
+    use apogee::store::{
+        FlushDiskType, MessageStore, MessageToStore, PutMessageStatus, StoreConfig,
+    };
 
     if args.store.exists() {
         bail!("{} exists; give a fresh directory", args.store.display());
@@ -1260,7 +1262,9 @@ async fn run_store_append(args: StoreAppendArgs) -> anyhow::Result<()> {
     if first.status != PutMessageStatus::PutOk {
         bail!("first append: {:?} {:?}", first.status, first.remark);
     }
-    let entry_bytes = first.append.map_or(args.size as u64, |a| a.wrote_bytes as u64);
+    let entry_bytes = first
+        .append
+        .map_or(args.size as u64, |a| a.wrote_bytes as u64);
     let count = (args.mb * 1024 * 1024 / entry_bytes.max(1)).max(1);
     // Built before the clock starts: building a message is the producer's work.
     let messages: Vec<_> = (1..=count).map(message).collect();
@@ -1478,7 +1482,10 @@ mod tests {
             }
             let elapsed = pacer.start.elapsed().as_secs_f64();
             let wake_lag = pacer.finish();
-            assert!(pacer.next().await.is_none(), "closed pacer handed out a slot");
+            assert!(
+                pacer.next().await.is_none(),
+                "closed pacer handed out a slot"
+            );
             // Every slot due by the end was taken (the taker never waits), none beyond it.
             let expected = elapsed * 5_000.0;
             assert!(
