@@ -8,7 +8,6 @@
 //! * Decoding never panics: every length is checked against the bytes actually present.
 //! * The body of a decoded command is a zero-copy slice of the frame.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -16,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::command::{LanguageCode, SerializeType};
+use super::command::{ExtFields, LanguageCode, SerializeType};
 use super::{RemotingCommand, RemotingError, FRAME_MAX_LENGTH_BYTES};
 
 /// Size of the leading length int.
@@ -231,7 +230,7 @@ fn write_rocketmq_header(cmd: &RemotingCommand, buf: &mut BytesMut) -> Result<()
     }
     let ext_len_pos = buf.len();
     buf.put_i32(0); // patched below
-    for (key, value) in &cmd.ext_fields {
+    for (key, value) in cmd.ext_fields.iter() {
         let key_len = i16::try_from(key.len())
             .map_err(|_| malformed(format!("ext field key of {} bytes exceeds i16", key.len())))?;
         buf.put_i16(key_len);
@@ -289,6 +288,10 @@ impl<'a> HeaderReader<'a> {
     fn string(&mut self, len: usize, what: &str) -> Result<String, RemotingError> {
         Ok(utf8_lossy(self.take(len, what)?))
     }
+    /// Like [`string`](Self::string), borrowed when the bytes are valid UTF-8.
+    fn str(&mut self, len: usize, what: &str) -> Result<std::borrow::Cow<'a, str>, RemotingError> {
+        Ok(String::from_utf8_lossy(self.take(len, what)?))
+    }
 }
 
 /// Java decodes header strings with `new String(bytes, UTF_8)`, replacing invalid sequences;
@@ -311,18 +314,19 @@ fn decode_rocketmq_header(header: &[u8]) -> Result<RemotingCommand, RemotingErro
         None
     };
     let ext_len = r.len("ext fields length")?;
-    let mut ext_fields = BTreeMap::new();
     let mut ext = HeaderReader {
         bytes: r.take(ext_len, "ext fields")?,
     };
+    // Keys and values are shorter than the block they are read from.
+    let mut ext_fields = ExtFields::with_capacity(16, ext.bytes.len());
     while !ext.bytes.is_empty() {
         let key_len = ext.i16("ext field key length")?;
         let key_len = usize::try_from(key_len)
             .map_err(|_| malformed(format!("negative ext field key length {key_len}")))?;
-        let key = ext.string(key_len, "ext field key")?;
+        let key = ext.str(key_len, "ext field key")?;
         let value_len = ext.len("ext field value length")?;
-        let value = ext.string(value_len, "ext field value")?;
-        ext_fields.insert(key, value);
+        let value = ext.str(value_len, "ext field value")?;
+        ext_fields.insert_str(&key, &value);
     }
     // Like Java, bytes after the ext fields block inside the header are ignored.
     Ok(RemotingCommand {
@@ -434,7 +438,7 @@ struct JsonHeader {
     opaque: i32,
     flag: i32,
     remark: Option<String>,
-    ext_fields: BTreeMap<String, String>,
+    ext_fields: ExtFields,
 }
 
 enum JsonKey {
@@ -618,7 +622,7 @@ impl<'de> Deserialize<'de> for LenientString {
 
 /// `extFields`: an object of scalar values (stringified), or null. Null values are dropped
 /// (a Java `null` field reads as absent).
-struct LenientExt(BTreeMap<String, String>);
+struct LenientExt(ExtFields);
 
 impl<'de> Deserialize<'de> for LenientExt {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -629,13 +633,13 @@ impl<'de> Deserialize<'de> for LenientExt {
                 f.write_str("an object of strings or null")
             }
             fn visit_unit<E: de::Error>(self) -> Result<LenientExt, E> {
-                Ok(LenientExt(BTreeMap::new()))
+                Ok(LenientExt(ExtFields::new()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientExt, A::Error> {
-                let mut fields = BTreeMap::new();
+                let mut fields = ExtFields::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if let Some(value) = map.next_value::<LenientString>()?.0 {
-                        fields.insert(key, value);
+                        fields.insert_str(&key, &value);
                     }
                 }
                 Ok(LenientExt(fields))
@@ -652,11 +656,10 @@ impl<'de> Deserialize<'de> for LenientExt {
 /// and takes the lenient serde path, so results and error messages are the same either way.
 mod fast_json {
     use std::borrow::Cow;
-    use std::collections::BTreeMap;
 
     use bytes::Bytes;
 
-    use super::super::command::{LanguageCode, SerializeType};
+    use super::super::command::{ExtFields, LanguageCode, SerializeType};
     use super::RemotingCommand;
 
     struct Cursor<'a> {
@@ -792,8 +795,9 @@ mod fast_json {
                 _ => self.int().map(|_| ()),
             }
         }
-        fn ext_fields(&mut self) -> Option<BTreeMap<String, String>> {
-            let mut fields = BTreeMap::new();
+        fn ext_fields(&mut self) -> Option<ExtFields> {
+            // Keys and values are at most the header's text.
+            let mut fields = ExtFields::with_capacity(16, self.text.len() - self.pos);
             if self.peek()? == b'n' {
                 self.literal("null")?;
                 return Some(fields);
@@ -811,7 +815,7 @@ mod fast_json {
                     self.literal("null")?;
                 } else {
                     let value = self.string()?;
-                    fields.insert(key.into_owned(), value.into_owned());
+                    fields.insert_str(&key, &value);
                 }
                 match self.peek()? {
                     b',' => self.pos += 1,
@@ -835,7 +839,7 @@ mod fast_json {
             opaque: 0,
             flag: 0,
             remark: None,
-            ext_fields: BTreeMap::new(),
+            ext_fields: ExtFields::new(),
             body: Bytes::new(),
             serialize_type: SerializeType::Json,
         };
