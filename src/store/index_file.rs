@@ -37,7 +37,7 @@ use thiserror::Error;
 
 use super::disk::{Disk, SegmentFile};
 use super::error::StoreError;
-use crate::message::properties::java_string_hash;
+use crate::message::properties::{java_string_hash, java_string_hash_continue};
 
 pub const INDEX_HEADER_SIZE: u64 = 40;
 pub const HASH_SLOT_SIZE: u64 = 4;
@@ -212,7 +212,17 @@ pub fn build_key(topic: &str, key: &str) -> String {
 
 /// |Java String.hashCode| with Integer.MIN_VALUE mapped to 0 (RocketMQ indexKeyHashMethod).
 pub fn index_key_hash(key: &str) -> i32 {
-    let h = java_string_hash(key);
+    abs_key_hash(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of `build_key(topic, key)` without building the string (dispatch indexes
+/// every message's UNIQ_KEY: the `format!` was an allocation per message).
+pub fn index_key_hash_of(topic: &str, key: &str) -> i32 {
+    let h = java_string_hash_continue(java_string_hash(topic), "#");
+    abs_key_hash(java_string_hash_continue(h, key))
+}
+
+fn abs_key_hash(h: i32) -> i32 {
     if h == i32::MIN {
         0
     } else {
@@ -356,7 +366,7 @@ impl IndexFile {
     /// RocketMQ `IndexFile.putKey`. Returns false when the file is full. Write order is entry,
     /// slot, header, so a crash that keeps a prefix of the writes leaves at most the slot of the
     /// last put ahead of the header (repaired by [`IndexFile::repair_torn_put`]).
-    fn put_key(&self, key: &str, phy_offset: i64, store_timestamp: i64) -> Result<bool> {
+    fn put_key(&self, key_hash: i32, phy_offset: i64, store_timestamp: i64) -> Result<bool> {
         let mut header = self.header.write().unwrap_or_else(|e| e.into_inner());
         if header.index_count >= self.index_num as i32 {
             return Ok(false);
@@ -368,7 +378,6 @@ impl IndexFile {
                 header.end_phy_offset
             );
         }
-        let key_hash = index_key_hash(key);
         assert!(key_hash >= 0);
         let slot_pos = self.slot_pos(key_hash);
         let mut slot_value = self.read_slot(slot_pos)?;
@@ -387,10 +396,6 @@ impl IndexFile {
             time_diff_secs,
             prev_index: slot_value,
         };
-        self.file
-            .write_at(self.entry_pos(index), &entry.encode())
-            .map_err(io_err("write", &self.path))?;
-        self.write_slot(slot_pos, index)?;
         let mut next = *header;
         if !header.has_entries() {
             next.begin_phy_offset = phy_offset;
@@ -402,7 +407,14 @@ impl IndexFile {
         next.index_count += 1;
         next.end_phy_offset = phy_offset;
         next.end_timestamp = store_timestamp;
-        self.write_header(&next)?;
+        // Entry, slot, header, in this order (see above), in one call.
+        self.file
+            .write_at_many(&[
+                (self.entry_pos(index), &entry.encode()),
+                (slot_pos, &index.to_be_bytes()),
+                (0, &next.encode()),
+            ])
+            .map_err(io_err("write", &self.path))?;
         *header = next;
         self.dirty.store(true, Ordering::Release);
         Ok(true)
@@ -590,8 +602,24 @@ pub struct IndexService {
     hash_slot_num: u32,
     index_num: u32,
     files: RwLock<Vec<Arc<IndexFile>>>,
-    /// Serializes `build_index` / `truncate_after` / `delete_expired` (file list changes).
-    write_lock: Mutex<()>,
+    /// Serializes `build_index` / `truncate_after` / `delete_expired` (file list changes), and
+    /// caches what `build_index` needs per message.
+    write_lock: Mutex<WriterCache>,
+}
+
+/// The writer's view of the newest file, kept under `write_lock` so indexing a message takes
+/// no lock on the file list and no `Arc` clone. `None` until first needed and after any change
+/// of the file list other than `build_index`'s own roll.
+#[derive(Default)]
+struct WriterCache {
+    state: Option<WriterState>,
+}
+
+struct WriterState {
+    /// The newest file, if any.
+    last: Option<Arc<IndexFile>>,
+    /// [`IndexService::last_indexed_commitlog_offset`].
+    last_indexed: Option<i64>,
 }
 
 impl IndexService {
@@ -657,7 +685,7 @@ impl IndexService {
             hash_slot_num: max_hash_slot_num,
             index_num: max_index_num,
             files: RwLock::new(files),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(WriterCache::default()),
         })
     }
 
@@ -763,18 +791,40 @@ impl IndexService {
         commitlog_offset: i64,
         store_timestamp: i64,
     ) -> Result<()> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(last) = self.last_indexed_commitlog_offset() {
-            if commitlog_offset <= last {
-                return Ok(());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let state = cache.state.get_or_insert_with(|| WriterState {
+            last: self
+                .files
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .last()
+                .cloned(),
+            last_indexed: self.last_indexed_commitlog_offset(),
+        });
+        if state
+            .last_indexed
+            .is_some_and(|last| commitlog_offset <= last)
+        {
+            return Ok(());
+        }
+        let mut indexed = false;
+        for key in keys.iter().filter(|k| !k.is_empty()) {
+            let key_hash = index_key_hash_of(topic, key);
+            loop {
+                let file = match &state.last {
+                    Some(f) => f,
+                    None => state.last.insert(self.last_writable_file()?),
+                };
+                if file.put_key(key_hash, commitlog_offset, store_timestamp)? {
+                    indexed = true;
+                    break;
+                }
+                // Full: roll to the next file.
+                state.last = Some(self.last_writable_file()?);
             }
         }
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            let idx_key = build_key(topic, key);
-            let mut file = self.last_writable_file()?;
-            while !file.put_key(&idx_key, commitlog_offset, store_timestamp)? {
-                file = self.last_writable_file()?;
-            }
+        if indexed {
+            state.last_indexed = Some(commitlog_offset);
         }
         Ok(())
     }
@@ -822,7 +872,8 @@ impl IndexService {
     /// recovery truncated the log there, or before re-dispatching from there): later files are
     /// deleted, the straddling file is cut exactly, its slot chains unlinked. Durable on return.
     pub fn truncate_after(&self, commitlog_offset: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        cache.state = None;
         let mut removed = false;
         loop {
             let last = self
@@ -883,7 +934,8 @@ impl IndexService {
     /// Deletes files (never the newest) whose endPhyOffset is below `commitlog_min_offset`.
     /// Returns how many.
     pub fn delete_expired(&self, commitlog_min_offset: i64) -> Result<usize> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        cache.state = None;
         let files = self.files();
         let mut deleted = 0;
         for f in files.iter().take(files.len().saturating_sub(1)) {

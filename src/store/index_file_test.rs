@@ -36,6 +36,17 @@ fn java_hash_and_index_key_hash() {
     assert!(java_string_hash(neg) < 0);
     assert_eq!(index_key_hash(neg), java_string_hash(neg).abs());
     assert_eq!(build_key("TopicA", "k"), "TopicA#k");
+    for (topic, key) in [
+        ("T", "Aa"),
+        ("TopicA", "k"),
+        ("T\u{e9}", "\u{1F600}"),
+        ("", ""),
+    ] {
+        assert_eq!(
+            index_key_hash_of(topic, key),
+            index_key_hash(&build_key(topic, key))
+        );
+    }
 }
 
 #[test]
