@@ -105,23 +105,21 @@ impl<'a> DispatchProperties<'a> {
 /// looking each name up separately walked the string four times).
 pub fn scan_dispatch_properties(s: &str) -> DispatchProperties<'_> {
     let mut out = DispatchProperties::default();
-    let mut rest = s;
-    while !rest.is_empty() {
-        // `str::find(char)` runs a word-at-a-time memchr.
-        let (seg, next) = match rest.find(PROPERTY_SEPARATOR) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
-        };
-        rest = next;
-        // Only four names matter: check the name in place before looking for the separator.
-        let slot = match seg.as_bytes().first() {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = find_byte(bytes, start, PROPERTY_SEPARATOR as u8).unwrap_or(bytes.len());
+        // Both separators are ASCII, so these byte positions are char boundaries.
+        let seg = &s[start..end];
+        start = end + 1;
+        // Only four names matter: check the name in place before anything else.
+        let (name, value) = match seg.as_bytes().first() {
             Some(b'T') => (TAGS, &mut out.tags),
             Some(b'K') => (KEYS, &mut out.keys),
             Some(b'U') => (UNIQ_KEY, &mut out.uniq_key),
             Some(b'D') => (DELAY, &mut out.delay),
             _ => continue,
         };
-        let (name, value) = slot;
         if seg.len() > name.len()
             && seg.as_bytes()[name.len()] == NAME_VALUE_SEPARATOR as u8
             && seg.starts_with(name)
@@ -130,6 +128,30 @@ pub fn scan_dispatch_properties(s: &str) -> DispatchProperties<'_> {
         }
     }
     out
+}
+
+/// Position of the first `needle` in `haystack[from..]`, eight bytes per step (property
+/// strings are short: a general memchr's set-up costs more than it saves).
+fn find_byte(haystack: &[u8], from: usize, needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(needle as u64);
+    let mut pos = from;
+    while pos + 8 <= haystack.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&haystack[pos..pos + 8]);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // Exact for the lowest matching byte (borrows only run upwards from a match).
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(pos + (found.trailing_zeros() / 8) as usize);
+        }
+        pos += 8;
+    }
+    haystack[pos..]
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| pos + i)
 }
 
 /// Java `String.hashCode` of a tag, as RocketMQ's ConsumeQueue tags code.
@@ -214,6 +236,22 @@ mod tests {
                 "{s:?}"
             );
             assert_eq!(scan.delay, full.get(DELAY).map(String::as_str), "{s:?}");
+        }
+        // Separators at every position of the eight-byte steps and in the tail.
+        for len in 0..20 {
+            for at in 0..len {
+                let mut v = vec![b'a'; len];
+                v[at] = 2;
+                if at + 3 < len {
+                    v[at + 3] = 2;
+                }
+                assert_eq!(find_byte(&v, 0, 2), Some(at), "{v:?}");
+                assert_eq!(
+                    find_byte(&v, at + 1, 2),
+                    v[at + 1..].iter().position(|&b| b == 2).map(|i| at + 1 + i)
+                );
+            }
+            assert_eq!(find_byte(&vec![0xFFu8; len], 0, 2), None);
         }
         let scan = scan_dispatch_properties(cases[1]);
         assert_eq!(scan.tags, Some("TagB"), "last occurrence wins");

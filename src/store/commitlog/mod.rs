@@ -56,6 +56,10 @@ impl QueueOffsetTable {
         self.topics.get(topic)?.get(&queue_id).copied()
     }
 
+    pub fn get_mut(&mut self, topic: &str, queue_id: i32) -> Option<&mut i64> {
+        self.topics.get_mut(topic)?.get_mut(&queue_id)
+    }
+
     pub fn set(&mut self, topic: &str, queue_id: i32, next_queue_offset: i64) {
         match self.topics.get_mut(topic) {
             Some(queues) => {
