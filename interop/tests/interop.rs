@@ -495,7 +495,7 @@ fn batch_send_then_consume() {
             );
         }
         let snap = collector.snapshot();
-        for b in 0..10 {
+        for (b, sent) in batch_results.iter().enumerate() {
             let mut in_batch: Vec<(i32, i64)> = snap
                 .iter()
                 .filter(|m| {
@@ -508,7 +508,6 @@ fn batch_send_then_consume() {
                 .map(|m| (m.queue_id, m.queue_offset))
                 .collect();
             in_batch.sort_unstable();
-            let sent = &batch_results[b];
             let sent_queue = sent
                 .message_queue
                 .as_ref()

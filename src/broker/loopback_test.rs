@@ -176,7 +176,7 @@ async fn long_poll_over_tcp_wakes_on_send() {
     );
     parked.set_ext("suspendTimeoutMillis", 4000);
     let addr2 = addr.clone();
-    let waiter = tokio::spawn(async move { consumer.invoke(&addr2, parked, 10_000).await });
+    let waiter = rt::spawn(async move { consumer.invoke(&addr2, parked, 10_000).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = rt::now();
     let resp = producer

@@ -25,8 +25,10 @@ use crate::store::disk::sim::SimDisk;
 const ROOT: &str = "/apogee-test/store";
 
 pub(crate) fn test_config() -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.listen_port = 0;
+    let mut config = BrokerConfig {
+        listen_port: 0,
+        ..BrokerConfig::default()
+    };
     config.store.store_path_root_dir = ROOT.into();
     config.store.mapped_file_size_commitlog = 1024 * 1024;
     config.store.mapped_file_size_consume_queue = 300 * 20;
