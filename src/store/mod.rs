@@ -538,6 +538,10 @@ impl MessageStore {
             let log = inner.log.clone();
             crate::rt::spawn(async move { crate::rt::blocking(move || log.warm(job)).await });
         }
+        if let Some(job) = inner.index.warm_job() {
+            // Likewise for the index (its slot table is written at random).
+            crate::rt::spawn(async move { crate::rt::blocking(job).await });
+        }
         self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
         let store_host = store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
