@@ -270,7 +270,7 @@ impl CommitLog {
         let wrote_offset = file.start_offset + file_pos;
         let (topic, queue_id) = (batch[0].fields.topic, batch[0].fields.queue_id);
         // One lookup: the queue's slot is updated in place (a new queue is inserted below, once).
-        let mut slot = st.queue_offsets.get_mut(topic, queue_id);
+        let slot = st.queue_offsets.get_mut(topic, queue_id);
         let first_queue_offset = slot.as_deref().copied().unwrap_or(0);
         let mut next_queue_offset = first_queue_offset;
         let mut entry_offset = wrote_offset;
@@ -307,7 +307,7 @@ impl CommitLog {
         // Readers see nothing of the batch until the write position moves.
         file.set_wrote_pos(file_pos + total);
         if next_queue_offset != first_queue_offset {
-            match slot.as_deref_mut() {
+            match slot {
                 Some(next) => *next = next_queue_offset,
                 None => st.queue_offsets.set(topic, queue_id, next_queue_offset),
             }
