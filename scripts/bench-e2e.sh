@@ -10,6 +10,11 @@
 # sent. The machine is shared: compare figures within one run (ratios), not across runs.
 # Then master + slave rows: ASYNC_MASTER and SYNC_MASTER (HA_ROLES; HA_ROLES="" skips), sizes
 # HA_SIZES (1024), senders HA_CONC (1 16 64). SPLIT=0 skips the separate namesrv/broker section.
+# Store vs end to end (issue 6: produce within 2x of the store's own append): in the ASYNC_FLUSH
+# section each size also gets a batch cell (BATCH_SIZE messages per request, BATCH_CONC senders;
+# BATCH_SIZE=1 skips), and after that broker stops `mqbench store-append` appends STORE_MB MiB
+# of the same messages straight into a MessageStore; the table prints the ratios.
+# Every cell also records the broker's CPU time per sent message (/proc/<pid>/stat).
 # Needs: jq, awk, Linux /proc (VmRSS/RssAnon). Ports NSP (29876) and BP (30911, BP-2, BP+1;
 # the slave uses BP+10, BP+8, BP+11).
 set -euo pipefail
@@ -22,6 +27,9 @@ CONC=${CONC:-"1 16 64"}
 FLUSHES=${FLUSHES:-"ASYNC_FLUSH SYNC_FLUSH"}
 # SYNC_FLUSH runs only this size (the flush cost is per request, not per byte).
 SYNC_SIZES=${SYNC_SIZES:-"1024"}
+BATCH_SIZE=${BATCH_SIZE:-64}
+BATCH_CONC=${BATCH_CONC:-4}
+STORE_MB=${STORE_MB:-256}
 NSP=${NSP:-29876}
 BP=${BP:-30911}
 NS=127.0.0.1:$NSP
@@ -44,6 +52,10 @@ trap cleanup EXIT
 
 # VmRSS counts the mapped CommitLog/ConsumeQueue pages the process touched (file-backed, the
 # page cache); RssAnon is the process's own heap and stacks. Both are reported.
+# utime + stime of $1 in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+
 rss_kib() { awk -v k="${2:-VmRSS}:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # Samples VmRSS and RssAnon of $1 every 200 ms until the file $3 exists; writes the maxima
@@ -98,11 +110,17 @@ produce_consume() {
     local stopfile="$OUT/.stop-$tag"; rm -f "$stopfile"
     sample_rss "$BROKER_PID" "$OUT/load-rss-$tag.kib" "$stopfile" &
     local sampler=$!
+    local cpu0 cpu1
+    cpu0=$(cpu_ticks "$BROKER_PID")
     "$BIN/mqbench" producer -n "$NS" -t "$topic" -w "$conc" -s "$size" --duration-secs "$DUR" \
         --retries 0 --json "$@" > "$OUT/produce-$tag.json" 2> "$OUT/produce-$tag.log"
+    cpu1=$(cpu_ticks "$BROKER_PID")
     touch "$stopfile"; wait "$sampler"
     local sent run
     sent=$(jq -r .sent_ok "$OUT/produce-$tag.json")
+    # Broker CPU (all its threads) per acknowledged message, microseconds.
+    awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$sent" \
+        'BEGIN { printf("%.1f\n", (n > 0) ? t / hz * 1e6 / n : 0) }' > "$OUT/broker-cpu-$tag.us"
     run=$(jq -r .run_id "$OUT/produce-$tag.json")
     # Catch-up read of the whole backlog, verified (exactly `sent` messages, no gap/duplicate).
     "$BIN/mqbench" consumer -n "$NS" -t "$topic" -g "cg_$topic" -w 1 --from first --verify \
@@ -129,14 +147,28 @@ for flush in $FLUSHES; do
             done
             half=$((peak / 2))
             echo "$peak" > "$OUT/peak-$size.tps"
-            # One paced sender (smooth arrivals) and 16 (tokio's 1 ms timer releases them in
-            # bursts, so some sends queue behind others).
-            for conc in ${HALF_CONC:-1 16}; do
+            # mqbench's pacer thread schedules sends 1/rate apart and hands each to a free
+            # sender. One sender may not reach the rate (latency from the scheduled time then
+            # grows without bound); with 16 a latency spike can still occupy every sender,
+            # with 64 the generator's own queueing is negligible.
+            for conc in ${HALF_CONC:-1 16 64}; do
                 LABEL=HALFPEAK produce_consume "$flush" "$size" "$conc" --tps "$half"
             done
         done
+        if (( BATCH_SIZE > 1 )); then
+            for size in $sizes; do
+                LABEL=BATCH produce_consume "$flush" "$size" "$BATCH_CONC" -b "$BATCH_SIZE"
+            done
+        fi
     fi
     stop_broker
+    if [[ $flush == ASYNC_FLUSH ]]; then
+        # The store's own append rate for the same sizes, with no broker running.
+        for size in $sizes; do
+            "$BIN/mqbench" store-append --store "$WORK/store-append" -s "$size" --mb "$STORE_MB" \
+                --json > "$OUT/store-append-$size.json"
+        done
+    fi
 done
 
 # Name server and broker as separate processes: idle RSS of each, and the broker under load
@@ -226,20 +258,35 @@ done
 
 # ---------------------------------------------------------------- table
 {
-    echo "| flush | size | senders | produce TPS | produce MB/s | send p50/p99/p999 us | consume TPS | consume MB/s | verify | broker max VmRSS / RssAnon |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| flush | size | senders | produce TPS | produce MB/s | send p50/p99/p999 us | broker CPU us/msg | consume TPS | consume MB/s | verify | broker max VmRSS / RssAnon |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for f in $(ls "$OUT"/produce-*.json | sort -t- -k2,2 -k3,3n -k4,4n); do
         tag=${f#"$OUT"/produce-}; tag=${tag%.json}
         IFS=- read -r flush size conc <<< "$tag"
         p=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(.send_latency_us.p50)/\(.send_latency_us.p99)/\(.send_latency_us.p999)"' "$f")
         c=$(jq -r '"\(.tps|floor) | \(.mb_per_sec) | \(if .verify.ok then "ok" else "FAIL missing=\(.verify.missing) dup=\(.verify.duplicates)" end)"' "$OUT/consume-$tag.json" 2>/dev/null || echo "- | - | -")
-        echo "| $flush | $size | $conc | $p | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) / $(( $(cat "$OUT/load-rss-$tag.kib.anon") / 1024 )) MiB |"
+        echo "| $flush | $size | $conc | $p | $(cat "$OUT/broker-cpu-$tag.us" 2>/dev/null || echo -) | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) / $(( $(cat "$OUT/load-rss-$tag.kib.anon") / 1024 )) MiB |"
     done
     echo
     for f in "$OUT"/produce-HALFPEAK-*.json; do
         [[ -e "$f" ]] || continue
         size=$(jq -r .size_bytes "$f")
-        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max)"' "$f"
+        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max); from the scheduled time p50 \(.send_latency_from_scheduled_us.p50) p99 \(.send_latency_from_scheduled_us.p99) p999 \(.send_latency_from_scheduled_us.p999) (pacer wake lag p99 \(.pacer_wake_lag_us.p99))"' "$f"
+    done
+    for f in "$OUT"/store-append-*.json; do
+        [[ -e "$f" ]] || continue
+        size=$(jq -r .size_bytes "$f")
+        store=$(jq -r '.tps | floor' "$f")
+        single=0
+        for c in $CONC; do
+            g="$OUT/produce-ASYNC_FLUSH-$size-$c.json"
+            [[ -e "$g" ]] || continue
+            t=$(jq -r '.tps | floor' "$g"); (( t > single )) && single=$t
+        done
+        batch=$(jq -r '.tps | floor' "$OUT/produce-BATCH-$size-$BATCH_CONC.json" 2>/dev/null || echo 0)
+        awk -v sz="$size" -v st="$store" -v cpu="$(jq -r .cpu_us_per_msg "$f")" -v si="$single" -v ba="$batch" -v bs="$BATCH_SIZE" -v bc="$BATCH_CONC" 'BEGIN {
+            printf("store append vs produce, %s B: store %d msg/s (%.2f us CPU/msg); single sends best %d msg/s, store/produce = %.2f; batch %dx%d senders %d msg/s, store/produce = %.2f (goal <= 2)\n",
+                sz, st, cpu, si, (si > 0) ? st / si : 0, bs, bc, ba, (ba > 0) ? st / ba : 0) }'
     done
     for flush in $FLUSHES split ${HA_ROLES-ASYNC_MASTER SYNC_MASTER}; do
         [[ -e "$OUT/startup-$flush.json" ]] || continue

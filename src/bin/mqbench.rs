@@ -161,6 +161,10 @@ enum Role {
     Producer(ProducerArgs),
     /// Pulls messages and reports receive TPS, MB/s, end-to-end latency and (--verify) gaps.
     Consumer(ConsumerArgs),
+    /// Appends messages straight into a MessageStore (no broker, no network; ASYNC_FLUSH, one
+    /// appender, as `cargo bench --bench store_append`): the store's own rate, which the
+    /// end-to-end produce rate is compared with.
+    StoreAppend(StoreAppendArgs),
     /// Starts a broker command (after `--`) and measures the time until its first accepted
     /// send (topic creation on the cluster included); also reports the child's VmRSS.
     Startup(StartupArgs),
@@ -186,6 +190,24 @@ struct StartupArgs {
     /// The broker command line.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreAppendArgs {
+    /// Store root directory; must not exist (it is created, and removed afterwards).
+    #[arg(long)]
+    store: std::path::PathBuf,
+    /// Message body size in bytes.
+    #[arg(short = 's', long = "messageSize", default_value_t = 1024)]
+    size: usize,
+    /// MiB of CommitLog to append.
+    #[arg(long, default_value_t = 256)]
+    mb: u64,
+    /// Keep the store directory.
+    #[arg(long)]
+    keep: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -251,7 +273,9 @@ struct ProducerArgs {
     /// Producer group.
     #[arg(short = 'g', long = "group", default_value = "benchmark_producer")]
     group: String,
-    /// Target send rate in messages/s over all senders (default: as fast as possible).
+    /// Target rate in messages/s over all senders (default: as fast as possible). A pacer
+    /// thread schedules request k at start + k * batch / tps and hands it to the first free
+    /// sender; the summary adds the latency measured from that scheduled time.
     #[arg(long)]
     tps: Option<f64>,
     /// Create the topic on every master of this cluster first (read/write queues = --queues).
@@ -354,6 +378,9 @@ struct ProducerStats {
 struct ProducerShared {
     stats: ProducerStats,
     interval: Mutex<Histogram>,
+    /// With --tps: latency from the scheduled time and the generator's start lag.
+    paced: Mutex<PacedHistograms>,
+    pacer: Option<Arc<Pacer>>,
     next_seq: AtomicU64,
     stop: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -381,14 +408,21 @@ impl ProducerShared {
         Some((first, end))
     }
 
-    /// With --tps: waits until sequence `seq` is due (open-loop schedule from the start).
-    async fn pace(&self, seq: u64) {
-        if let Some(tps) = self.args.tps {
-            let due = self.start + Duration::from_secs_f64(seq as f64 / tps);
-            let now = Instant::now();
-            if due > now {
-                rt::sleep(due - now).await;
-            }
+    fn close_pacer(&self) {
+        if let Some(p) = &self.pacer {
+            p.close();
+        }
+    }
+
+    /// The next send's slot: None once stopped (or the pacer closed); Some(None) unpaced;
+    /// Some(Some(intended)) with --tps, the scheduled send time of this slot.
+    async fn next_slot(&self) -> Option<Option<Instant>> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match &self.pacer {
+            None => Some(None),
+            Some(p) => p.next().await.map(Some),
         }
     }
 
@@ -426,9 +460,15 @@ impl ProducerShared {
         }
     }
 
-    /// One request: `first..end` as a single send, a batch, or a oneway send.
-    async fn send_range(&self, producer: &Producer, first: u64, end: u64) {
-        self.pace(first).await;
+    /// One request: `first..end` as a single send, a batch, or a oneway send. `intended`:
+    /// the pacer's scheduled send time of this request (--tps).
+    async fn send_range(
+        &self,
+        producer: &Producer,
+        first: u64,
+        end: u64,
+        intended: Option<Instant>,
+    ) {
         let n = end - first;
         let t0 = Instant::now();
         let result = if self.args.mode == SendMode::Oneway {
@@ -450,7 +490,132 @@ impl ProducerShared {
                 .map(|_| ())
                 .map_err(|e| (e.is_outcome_unknown(), e.to_string()))
         };
-        self.record(n, t0.elapsed(), result);
+        let done = Instant::now();
+        if let (Some(intended), true) = (intended, result.is_ok()) {
+            let mut p = lock(&self.paced);
+            p.from_intended
+                .record(done.saturating_duration_since(intended).as_micros() as u64);
+            p.start_lag
+                .record(t0.saturating_duration_since(intended).as_micros() as u64);
+        }
+        self.record(n, done - t0, result);
+    }
+}
+
+/// Histograms kept only with --tps.
+struct PacedHistograms {
+    /// Send latency measured from the pacer's scheduled time (includes any wait for a free
+    /// sender: no coordinated omission).
+    from_intended: Histogram,
+    /// Scheduled time to the actual start of the send (the load generator's own delay).
+    start_lag: Histogram,
+}
+
+impl PacedHistograms {
+    fn new() -> Self {
+        PacedHistograms {
+            from_intended: Histogram::new(),
+            start_lag: Histogram::new(),
+        }
+    }
+
+    fn merge(&mut self, other: &PacedHistograms) {
+        self.from_intended.merge(&other.from_intended);
+        self.start_lag.merge(&other.start_lag);
+    }
+}
+
+/// Open-loop schedule for --tps: slot `k` is due at `start + k / rate`. A dedicated OS thread
+/// (this binary only; the core never spawns threads) wakes at each due time with a 1 us timer
+/// slack and hands the due slots to whichever senders are free, through a FIFO semaphore
+/// (one permit per slot). tokio's timer has 1 ms resolution: pacing senders with it released
+/// ~rate/1000 sends at once every millisecond, which queued behind each other at the broker;
+/// these arrivals are spaced 1/rate apart (to within the thread's wake-up latency).
+struct Pacer {
+    slots: tokio::sync::Semaphore,
+    /// How late the pacer thread woke for each due slot (its own timer/scheduling delay).
+    wake_lag: Mutex<Histogram>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    taken: AtomicU64,
+    start: Instant,
+    rate: f64,
+}
+
+impl Pacer {
+    /// Starts the pacer thread; it issues slots until [`Pacer::close`].
+    fn start(rate: f64) -> std::io::Result<Arc<Pacer>> {
+        let pacer = Arc::new(Pacer {
+            slots: tokio::sync::Semaphore::new(0),
+            wake_lag: Mutex::new(Histogram::new()),
+            thread: Mutex::new(None),
+            taken: AtomicU64::new(0),
+            start: Instant::now(),
+            rate,
+        });
+        let p = pacer.clone();
+        let handle = std::thread::Builder::new()
+            .name("mqbench-pacer".into())
+            .spawn(move || p.run())?;
+        *lock(&pacer.thread) = Some(handle);
+        Ok(pacer)
+    }
+
+    /// Stops the schedule: every waiting and future `next` returns None.
+    fn close(&self) {
+        self.slots.close();
+    }
+
+    /// Closes the schedule and waits for the thread (it publishes its wake-lag histogram).
+    fn finish(&self) -> Histogram {
+        self.close();
+        if let Some(handle) = lock(&self.thread).take() {
+            let _ = handle.join();
+        }
+        lock(&self.wake_lag).clone()
+    }
+
+    fn due_at(&self, slot: u64) -> Instant {
+        self.start + Duration::from_secs_f64(slot as f64 / self.rate)
+    }
+
+    fn run(&self) {
+        // Timer slack is per thread (default 50 us): 1 us lets nanosleep wake close to the
+        // due time. Failure only costs precision.
+        // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers and affects this thread only.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong, 0, 0, 0);
+        }
+        let mut issued = 0u64;
+        let mut wake_lag = Histogram::new();
+        while !self.slots.is_closed() {
+            // Slots 0..=floor(elapsed * rate) are due.
+            let now = Instant::now();
+            let due = ((now - self.start).as_secs_f64() * self.rate) as u64 + 1;
+            if due > issued {
+                wake_lag.record(
+                    now.saturating_duration_since(self.due_at(issued))
+                        .as_micros() as u64,
+                );
+                // Bounded by the semaphore's permit limit only after ~10^17 slots.
+                self.slots.add_permits((due - issued) as usize);
+                issued = due;
+            }
+            let wait = self
+                .due_at(issued)
+                .saturating_duration_since(Instant::now());
+            // Wake at least every 10 ms to notice a close.
+            std::thread::sleep(wait.min(Duration::from_millis(10)));
+        }
+        *lock(&self.wake_lag) = wake_lag;
+    }
+
+    /// Waits for the next due slot and returns its scheduled time; None once closed.
+    async fn next(&self) -> Option<Instant> {
+        self.slots.acquire().await.ok()?.forget();
+        // Permits are handed out in FIFO order and there are as many as slots issued, so the
+        // k-th taker's slot k is already due.
+        let k = self.taken.fetch_add(1, Ordering::Relaxed);
+        Some(self.due_at(k))
     }
 }
 
@@ -503,9 +668,26 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
         } else {
             None
         });
+    let pacer = match args.tps {
+        Some(tps) if !(tps > 0.0 && tps.is_finite()) => bail!("--tps must be a positive rate"),
+        // Slots are requests: a batch of b messages takes one slot at tps / b.
+        Some(tps) => Some(
+            Pacer::start(
+                tps / if args.mode == SendMode::Oneway {
+                    1.0
+                } else {
+                    args.batch as f64
+                },
+            )
+            .context("starting the pacer thread")?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(ProducerShared {
         stats: ProducerStats::default(),
         interval: Mutex::new(Histogram::new()),
+        paced: Mutex::new(PacedHistograms::new()),
+        pacer,
         next_seq: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         last_error: Mutex::new(None),
@@ -529,9 +711,14 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
                 let shared = shared.clone();
                 let producer = producer.clone();
                 workers.push(rt::spawn(async move {
-                    while let Some((first, end)) = shared.claim(per_request) {
-                        shared.send_range(&producer, first, end).await;
+                    while let Some(intended) = shared.next_slot().await {
+                        let Some((first, end)) = shared.claim(per_request) else {
+                            break;
+                        };
+                        shared.send_range(&producer, first, end, intended).await;
                     }
+                    // --count reached or stopped: release the senders still waiting for a slot.
+                    shared.close_pacer();
                 }));
             }
         }
@@ -547,17 +734,21 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };
+                    let Some(intended) = shared.next_slot().await else {
+                        break;
+                    };
                     let Some((first, end)) = shared.claim(per_request) else {
                         break;
                     };
                     let shared = shared.clone();
                     let producer = producer.clone();
                     in_flight.push(rt::spawn(async move {
-                        shared.send_range(&producer, first, end).await;
+                        shared.send_range(&producer, first, end, intended).await;
                         drop(permit);
                     }));
                     in_flight.retain(|h: &rt::JoinHandle<()>| !h.is_finished());
                 }
+                shared.close_pacer();
                 for h in in_flight {
                     let _ = h.await;
                 }
@@ -567,6 +758,7 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
 
     // Reporting loop.
     let mut total = Histogram::new();
+    let mut paced_total = PacedHistograms::new();
     let mut last = (0u64, 0u64, 0u64);
     let mut tick = 0u64;
     let mut all_done = false;
@@ -584,9 +776,12 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
         let elapsed = shared.start.elapsed().as_secs_f64();
         if duration.is_some_and(|d| elapsed >= d) || ctrl_c.load(Ordering::SeqCst) {
             shared.stop.store(true, Ordering::SeqCst);
+            shared.close_pacer();
         }
         let interval = std::mem::replace(&mut *lock(&shared.interval), Histogram::new());
         total.merge(&interval);
+        let paced = std::mem::replace(&mut *lock(&shared.paced), PacedHistograms::new());
+        paced_total.merge(&paced);
         let s = &shared.stats;
         let now = (
             s.ok.load(Ordering::Relaxed),
@@ -597,12 +792,17 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
             progress(
                 &shared.args.common,
                 format!(
-                    "[{:>4.0}s] send TPS {:>8} {:>7.2} MB/s | failed {:>4} | send RT us {}",
+                    "[{:>4.0}s] send TPS {:>8} {:>7.2} MB/s | failed {:>4} | send RT us {}{}",
                     elapsed,
                     now.0 - last.0,
                     mb(now.2 - last.2, 1.0),
                     now.1 - last.1,
-                    interval.line()
+                    interval.line(),
+                    if shared.pacer.is_some() {
+                        format!(" | from scheduled time {}", paced.from_intended.line())
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         }
@@ -614,6 +814,7 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
     let elapsed = shared.start.elapsed().as_secs_f64();
     let tail = std::mem::replace(&mut *lock(&shared.interval), Histogram::new());
     total.merge(&tail);
+    paced_total.merge(&lock(&shared.paced));
     let s = &shared.stats;
     let a = &shared.args;
     let ok = s.ok.load(Ordering::Relaxed);
@@ -645,6 +846,11 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
         "tps": round2(ok as f64 / elapsed.max(1e-9)),
         "mb_per_sec": round2(mb(bytes, elapsed)),
         "send_latency_us": total.summary_json(),
+        // --tps only (else null): latency from each request's scheduled send time, which also
+        // counts any wait for a free sender (no coordinated omission), and that wait alone.
+        "send_latency_from_scheduled_us": shared.pacer.as_ref().map(|_| paced_total.from_intended.summary_json()),
+        "pacing_start_lag_us": shared.pacer.as_ref().map(|_| paced_total.start_lag.summary_json()),
+        "pacer_wake_lag_us": shared.pacer.as_ref().map(|p| p.finish().summary_json()),
         "last_error": *lock(&shared.last_error),
     });
     if a.common.json {
@@ -665,6 +871,14 @@ async fn run_producer(mut args: ProducerArgs) -> anyhow::Result<()> {
         );
         if let Some(e) = &*lock(&shared.last_error) {
             println!("  last error: {e}");
+        }
+        if shared.pacer.is_some() {
+            println!(
+                "  send RT us from the scheduled time: mean {:.1} {}\n  scheduled -> actual send start us: {}",
+                paced_total.from_intended.mean(),
+                paced_total.from_intended.line(),
+                paced_total.start_lag.line()
+            );
         }
     }
     Ok(())
@@ -983,6 +1197,111 @@ async fn run_consumer(mut args: ConsumerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+// ------------------------------------------------------------------------------ store append
+
+/// CPU time of this process (all threads), seconds.
+fn process_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+async fn run_store_append(args: StoreAppendArgs) -> anyhow::Result<()> {
+    use apogee::message::properties::{encode_properties, Properties, CLUSTER, UNIQ_KEY, WAIT};
+    use apogee::store::disk::mmap::MmapDisk;
+    use apogee::store::{
+        FlushDiskType, MessageStore, MessageToStore, PutMessageStatus, StoreConfig,
+    };
+
+    if args.store.exists() {
+        bail!("{} exists; give a fresh directory", args.store.display());
+    }
+    // The broker's defaults (1 GiB CommitLog files, ASYNC_FLUSH), except the disk-usage guards:
+    // bench machines share a nearly full volume.
+    let config = StoreConfig {
+        store_path_root_dir: args.store.clone(),
+        flush_disk_type: FlushDiskType::AsyncFlush,
+        disk_space_warning_level_ratio: 0.999,
+        clean_file_forcibly_enable: false,
+        ..StoreConfig::default()
+    };
+    let store = MessageStore::open(config, Arc::new(MmapDisk::new()))
+        .await
+        .with_context(|| format!("opening a store in {}", args.store.display()))?;
+    let run_id = rt::random_u64();
+    let host: std::net::SocketAddr = ([127, 0, 0, 1], 10911).into();
+    // What the broker stores for an mqbench send: the client's UNIQ_KEY and WAIT, the
+    // broker's CLUSTER; 8 queues round robin.
+    let message = |seq: u64| {
+        let mut body = format!("{run_id:016x} {seq:012} ").into_bytes();
+        body.resize(args.size.max(body.len()), b'x');
+        let mut props = Properties::new();
+        props.insert(UNIQ_KEY.to_string(), format!("7F00000100002A9F{seq:016X}"));
+        props.insert(WAIT.to_string(), "true".to_string());
+        props.insert(CLUSTER.to_string(), "DefaultCluster".to_string());
+        MessageToStore {
+            topic: "BenchStoreAppend".to_string(),
+            queue_id: (seq % 8) as i32,
+            body: body.into(),
+            properties: encode_properties(&props),
+            born_timestamp: rt::now_ms(),
+            born_host: Some(host),
+            store_host: Some(host),
+            wait_store_msg_ok: true,
+            ..MessageToStore::default()
+        }
+    };
+    let first = store.put_message(message(0)).await;
+    if first.status != PutMessageStatus::PutOk {
+        bail!("first append: {:?} {:?}", first.status, first.remark);
+    }
+    let entry_bytes = first
+        .append
+        .map_or(args.size as u64, |a| a.wrote_bytes as u64);
+    let count = (args.mb * 1024 * 1024 / entry_bytes.max(1)).max(1);
+    // Built before the clock starts: building a message is the producer's work.
+    let messages: Vec<_> = (1..=count).map(message).collect();
+    let t0 = Instant::now();
+    let cpu0 = process_cpu_secs();
+    for m in messages {
+        let r = store.put_message(m).await;
+        if r.status != PutMessageStatus::PutOk {
+            bail!("append: {:?} {:?}", r.status, r.remark);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs() - cpu0;
+    store.shutdown().await;
+    drop(store);
+    if !args.keep {
+        std::fs::remove_dir_all(&args.store)
+            .with_context(|| format!("removing {}", args.store.display()))?;
+    }
+    let summary = json!({
+        "role": "store_append",
+        "size_bytes": args.size,
+        "entry_bytes": entry_bytes,
+        "appended": count,
+        "elapsed_secs": (secs * 1e4).round() / 1e4,
+        "tps": round2(count as f64 / secs.max(1e-9)),
+        "mb_per_sec": round2(mb(count * args.size as u64, secs)),
+        "cpu_us_per_msg": round2(cpu * 1e6 / count as f64),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!("{summary:#}");
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------ startup
 
 /// VmRSS of `pid` in KiB, from /proc (Linux only).
@@ -1110,6 +1429,7 @@ async fn main() {
     let result = match args.role {
         Role::Producer(a) => run_producer(a).await,
         Role::Consumer(a) => run_consumer(a).await,
+        Role::StoreAppend(a) => run_store_append(a).await,
         Role::Startup(a) => run_startup(a).await,
     };
     if let Err(e) = result {
@@ -1140,6 +1460,40 @@ mod tests {
         for v in [0u64, 1, 63, 64, 65, 1 << 20, u32::MAX as u64] {
             assert!(Histogram::upper(Histogram::index(v)) >= v, "{v}");
         }
+    }
+
+    #[test]
+    fn pacer_issues_slots_at_the_rate_and_never_early() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let pacer = Pacer::start(5_000.0).expect("pacer thread");
+            let mut last = None;
+            let mut taken = 0u64;
+            while pacer.start.elapsed() < Duration::from_millis(200) {
+                let due = pacer.next().await.expect("open");
+                let now = Instant::now();
+                assert!(due <= now, "slot handed out before its time");
+                assert!(last.is_none_or(|l| l < due), "slots out of order");
+                last = Some(due);
+                taken += 1;
+            }
+            let elapsed = pacer.start.elapsed().as_secs_f64();
+            let wake_lag = pacer.finish();
+            assert!(
+                pacer.next().await.is_none(),
+                "closed pacer handed out a slot"
+            );
+            // Every slot due by the end was taken (the taker never waits), none beyond it.
+            let expected = elapsed * 5_000.0;
+            assert!(
+                (taken as f64) <= expected + 1.0 && (taken as f64) >= expected * 0.75,
+                "{taken} slots in {elapsed:.3} s at 5000/s"
+            );
+            assert!(wake_lag.total > 0);
+        });
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! * Decoding never panics: every length is checked against the bytes actually present.
 //! * The body of a decoded command is a zero-copy slice of the frame.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -16,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::command::{LanguageCode, SerializeType};
+use super::command::{ExtFields, LanguageCode, SerializeType};
 use super::{RemotingCommand, RemotingError, FRAME_MAX_LENGTH_BYTES};
 
 /// Size of the leading length int.
@@ -311,7 +310,7 @@ fn decode_rocketmq_header(header: &[u8]) -> Result<RemotingCommand, RemotingErro
         None
     };
     let ext_len = r.len("ext fields length")?;
-    let mut ext_fields = BTreeMap::new();
+    let mut ext_fields = ExtFields::new();
     let mut ext = HeaderReader {
         bytes: r.take(ext_len, "ext fields")?,
     };
@@ -434,7 +433,7 @@ struct JsonHeader {
     opaque: i32,
     flag: i32,
     remark: Option<String>,
-    ext_fields: BTreeMap<String, String>,
+    ext_fields: ExtFields,
 }
 
 enum JsonKey {
@@ -618,7 +617,7 @@ impl<'de> Deserialize<'de> for LenientString {
 
 /// `extFields`: an object of scalar values (stringified), or null. Null values are dropped
 /// (a Java `null` field reads as absent).
-struct LenientExt(BTreeMap<String, String>);
+struct LenientExt(ExtFields);
 
 impl<'de> Deserialize<'de> for LenientExt {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -629,10 +628,10 @@ impl<'de> Deserialize<'de> for LenientExt {
                 f.write_str("an object of strings or null")
             }
             fn visit_unit<E: de::Error>(self) -> Result<LenientExt, E> {
-                Ok(LenientExt(BTreeMap::new()))
+                Ok(LenientExt(ExtFields::new()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientExt, A::Error> {
-                let mut fields = BTreeMap::new();
+                let mut fields = ExtFields::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if let Some(value) = map.next_value::<LenientString>()?.0 {
                         fields.insert(key, value);
@@ -652,11 +651,10 @@ impl<'de> Deserialize<'de> for LenientExt {
 /// and takes the lenient serde path, so results and error messages are the same either way.
 mod fast_json {
     use std::borrow::Cow;
-    use std::collections::BTreeMap;
 
     use bytes::Bytes;
 
-    use super::super::command::{LanguageCode, SerializeType};
+    use super::super::command::{ExtFields, LanguageCode, SerializeType};
     use super::RemotingCommand;
 
     struct Cursor<'a> {
@@ -792,8 +790,8 @@ mod fast_json {
                 _ => self.int().map(|_| ()),
             }
         }
-        fn ext_fields(&mut self) -> Option<BTreeMap<String, String>> {
-            let mut fields = BTreeMap::new();
+        fn ext_fields(&mut self) -> Option<ExtFields> {
+            let mut fields = ExtFields::with_capacity(16);
             if self.peek()? == b'n' {
                 self.literal("null")?;
                 return Some(fields);
@@ -835,7 +833,7 @@ mod fast_json {
             opaque: 0,
             flag: 0,
             remark: None,
-            ext_fields: BTreeMap::new(),
+            ext_fields: ExtFields::new(),
             body: Bytes::new(),
             serialize_type: SerializeType::Json,
         };

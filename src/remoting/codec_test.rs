@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 
@@ -44,7 +42,7 @@ fn command(
                 opaque,
                 flag,
                 remark,
-                ext_fields,
+                ext_fields: ext_fields.into(),
                 body: Bytes::from(body),
                 serialize_type: SerializeType::Json,
             },
@@ -141,7 +139,7 @@ fn golden_rocketmq_frame() {
         opaque: 7,
         flag: 0,
         remark: Some("hi".to_string()),
-        ext_fields: BTreeMap::from([("a".to_string(), "b".to_string())]),
+        ext_fields: ExtFields::from([("a".to_string(), "b".to_string())]),
         body: Bytes::from_static(b"xyz"),
         serialize_type: SerializeType::RocketMq,
     };
@@ -172,7 +170,7 @@ fn golden_json_frame() {
         opaque: 7,
         flag: FLAG_ONEWAY,
         remark: None,
-        ext_fields: BTreeMap::from([
+        ext_fields: ExtFields::from([
             ("topic".to_string(), "T\"1".to_string()),
             ("queueId".to_string(), "1".to_string()),
         ]),
@@ -641,4 +639,38 @@ proptest! {
         bytes.truncate(i);
         assert_fast_json_agrees(&bytes);
     }
+}
+
+#[test]
+fn ext_fields_stay_sorted_unique_and_match_a_btree_map() {
+    use std::collections::BTreeMap;
+    let mut fields = ExtFields::new();
+    let mut model = BTreeMap::new();
+    // Sorted appends, out-of-order inserts, replacements and removals.
+    let ops = [
+        ("b", "1"),
+        ("d", "2"),
+        ("a", "3"),
+        ("c", "4"),
+        ("b", "5"),
+        ("e", "6"),
+        ("a", "7"),
+    ];
+    for (k, v) in ops {
+        assert_eq!(
+            fields.insert(k.to_string(), v.to_string()),
+            model.insert(k.to_string(), v.to_string()),
+            "insert {k}"
+        );
+    }
+    assert_eq!(fields.remove("c"), model.remove("c"));
+    assert_eq!(fields.remove("zz"), None);
+    let got: Vec<_> = fields.iter().collect();
+    let want: Vec<_> = model.iter().collect();
+    assert_eq!(got, want);
+    assert_eq!(fields.len(), 4);
+    assert_eq!(fields.get("b").map(String::as_str), Some("5"));
+    assert!(fields.get("c").is_none() && !fields.contains_key("c"));
+    assert_eq!(ExtFields::from(model.clone()), fields);
+    assert_eq!(model.into_iter().rev().collect::<ExtFields>(), fields);
 }

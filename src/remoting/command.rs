@@ -106,8 +106,121 @@ pub const FLAG_ONEWAY: i32 = 0x2;
 /// enough for standard route JSON).
 pub const APOGEE_VERSION: i32 = 409;
 
+/// The flattened custom header of a command: string keys and values, kept sorted by key (the
+/// encoding is deterministic and sorted, as ACL signing needs), one value per key (a later
+/// insert replaces). A sorted `Vec` rather than a `BTreeMap`: a header has about a dozen fields,
+/// and one allocation instead of a tree of nodes took ~10% of the broker's instructions per
+/// sent message (insert, key compares, node allocation and the dying drop). The method names
+/// are `BTreeMap`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExtFields {
+    entries: Vec<(String, String)>,
+}
+
+impl ExtFields {
+    pub fn new() -> Self {
+        ExtFields::default()
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        ExtFields {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        // Fields usually arrive in key order (we, and fastjson for sorted maps, write them so):
+        // appending at the end is checked first.
+        match self.entries.last() {
+            Some((last, _)) if last.as_str() < key => Err(self.entries.len()),
+            None => Err(0),
+            _ => self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)),
+        }
+    }
+
+    /// Sets `key` to `value`; returns the value it replaces.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.position(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.position(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.position(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &String> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+impl<'a> IntoIterator for &'a ExtFields {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl FromIterator<(String, String)> for ExtFields {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let mut fields = ExtFields::new();
+        for (k, v) in iter {
+            fields.insert(k, v);
+        }
+        fields
+    }
+}
+
+impl<const N: usize> From<[(String, String); N]> for ExtFields {
+    fn from(entries: [(String, String); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for ExtFields {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // Already sorted and unique.
+        ExtFields {
+            entries: map.into_iter().collect(),
+        }
+    }
+}
+
 /// A RocketMQ remoting command. `ext_fields` hold the flattened custom header (all values are
-/// strings on the wire); a BTreeMap keeps encoding deterministic and sorted (ACL signing).
+/// strings on the wire), sorted by key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemotingCommand {
     pub code: i32,
@@ -116,7 +229,7 @@ pub struct RemotingCommand {
     pub opaque: i32,
     pub flag: i32,
     pub remark: Option<String>,
-    pub ext_fields: BTreeMap<String, String>,
+    pub ext_fields: ExtFields,
     pub body: Bytes,
     /// Encoding the command arrived in (decode) or will be written in (encode).
     pub serialize_type: SerializeType,

@@ -27,7 +27,7 @@ pub mod response_code;
 pub mod server;
 
 pub use client::RemotingClient;
-pub use command::{LanguageCode, RemotingCommand, SerializeType};
+pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 pub use error::RemotingError;
 pub use server::{Connection, RemotingServer, RequestProcessor};
 
