@@ -686,7 +686,7 @@ mod tests {
         cfg.order = true;
         let r = update_topic_request(&cfg);
         assert_eq!(r.code, 17);
-        let keys: Vec<&str> = r.ext_fields.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = r.ext_fields.keys().collect();
         assert_eq!(
             keys,
             vec![
@@ -710,7 +710,7 @@ mod tests {
     fn query_message_header_keys() {
         let r = query_message_request("T", "k", 64, 0, i64::MAX);
         assert_eq!(r.code, 12);
-        let keys: Vec<&str> = r.ext_fields.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = r.ext_fields.keys().collect();
         assert_eq!(
             keys,
             vec!["beginTimestamp", "endTimestamp", "key", "maxNum", "topic"]

@@ -358,7 +358,7 @@ mod tests {
     use super::*;
 
     fn keys(c: &RemotingCommand) -> Vec<&str> {
-        c.ext_fields.keys().map(String::as_str).collect()
+        c.ext_fields.keys().collect()
     }
 
     #[test]

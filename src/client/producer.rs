@@ -858,7 +858,7 @@ mod tests {
             Bytes::from_static(b"x"),
         );
         assert_eq!(req.code, request_code::SEND_MESSAGE_V2);
-        let keys: Vec<&str> = req.ext_fields.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = req.ext_fields.keys().collect();
         assert_eq!(
             keys,
             vec!["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "m", "n"]

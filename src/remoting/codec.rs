@@ -230,7 +230,7 @@ fn write_rocketmq_header(cmd: &RemotingCommand, buf: &mut BytesMut) -> Result<()
     }
     let ext_len_pos = buf.len();
     buf.put_i32(0); // patched below
-    for (key, value) in &cmd.ext_fields {
+    for (key, value) in cmd.ext_fields.iter() {
         let key_len = i16::try_from(key.len())
             .map_err(|_| malformed(format!("ext field key of {} bytes exceeds i16", key.len())))?;
         buf.put_i16(key_len);
@@ -288,6 +288,10 @@ impl<'a> HeaderReader<'a> {
     fn string(&mut self, len: usize, what: &str) -> Result<String, RemotingError> {
         Ok(utf8_lossy(self.take(len, what)?))
     }
+    /// Like [`string`](Self::string), borrowed when the bytes are valid UTF-8.
+    fn str(&mut self, len: usize, what: &str) -> Result<std::borrow::Cow<'a, str>, RemotingError> {
+        Ok(String::from_utf8_lossy(self.take(len, what)?))
+    }
 }
 
 /// Java decodes header strings with `new String(bytes, UTF_8)`, replacing invalid sequences;
@@ -310,18 +314,19 @@ fn decode_rocketmq_header(header: &[u8]) -> Result<RemotingCommand, RemotingErro
         None
     };
     let ext_len = r.len("ext fields length")?;
-    let mut ext_fields = ExtFields::new();
     let mut ext = HeaderReader {
         bytes: r.take(ext_len, "ext fields")?,
     };
+    // Keys and values are shorter than the block they are read from.
+    let mut ext_fields = ExtFields::with_capacity(16, ext.bytes.len());
     while !ext.bytes.is_empty() {
         let key_len = ext.i16("ext field key length")?;
         let key_len = usize::try_from(key_len)
             .map_err(|_| malformed(format!("negative ext field key length {key_len}")))?;
-        let key = ext.string(key_len, "ext field key")?;
+        let key = ext.str(key_len, "ext field key")?;
         let value_len = ext.len("ext field value length")?;
-        let value = ext.string(value_len, "ext field value")?;
-        ext_fields.insert(key, value);
+        let value = ext.str(value_len, "ext field value")?;
+        ext_fields.insert_str(&key, &value);
     }
     // Like Java, bytes after the ext fields block inside the header are ignored.
     Ok(RemotingCommand {
@@ -634,7 +639,7 @@ impl<'de> Deserialize<'de> for LenientExt {
                 let mut fields = ExtFields::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if let Some(value) = map.next_value::<LenientString>()?.0 {
-                        fields.insert(key, value);
+                        fields.insert_str(&key, &value);
                     }
                 }
                 Ok(LenientExt(fields))
@@ -791,7 +796,8 @@ mod fast_json {
             }
         }
         fn ext_fields(&mut self) -> Option<ExtFields> {
-            let mut fields = ExtFields::with_capacity(16);
+            // Keys and values are at most the header's text.
+            let mut fields = ExtFields::with_capacity(16, self.text.len() - self.pos);
             if self.peek()? == b'n' {
                 self.literal("null")?;
                 return Some(fields);
@@ -809,7 +815,7 @@ mod fast_json {
                     self.literal("null")?;
                 } else {
                     let value = self.string()?;
-                    fields.insert(key.into_owned(), value.into_owned());
+                    fields.insert_str(&key, &value);
                 }
                 match self.peek()? {
                     b',' => self.pos += 1,

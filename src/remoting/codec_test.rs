@@ -666,11 +666,34 @@ fn ext_fields_stay_sorted_unique_and_match_a_btree_map() {
     assert_eq!(fields.remove("c"), model.remove("c"));
     assert_eq!(fields.remove("zz"), None);
     let got: Vec<_> = fields.iter().collect();
-    let want: Vec<_> = model.iter().collect();
+    let want: Vec<_> = model
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(fields.len(), 4);
-    assert_eq!(fields.get("b").map(String::as_str), Some("5"));
+    assert_eq!(fields.get("b"), Some("5"));
     assert!(fields.get("c").is_none() && !fields.contains_key("c"));
     assert_eq!(ExtFields::from(model.clone()), fields);
-    assert_eq!(model.into_iter().rev().collect::<ExtFields>(), fields);
+    assert_eq!(
+        model.clone().into_iter().rev().collect::<ExtFields>(),
+        fields
+    );
+    // Formatted values land in the arena; a replaced value is no longer visible anywhere.
+    let mut formatted = ExtFields::from(model);
+    formatted.insert_display("b", 42i64);
+    formatted.insert_display("0", -1);
+    assert_eq!(formatted.get("b"), Some("42"));
+    assert_eq!(
+        formatted.keys().collect::<Vec<_>>(),
+        ["0", "a", "b", "d", "e"]
+    );
+    assert_eq!(
+        formatted.values().collect::<Vec<_>>(),
+        ["-1", "7", "42", "2", "6"]
+    );
+    assert_eq!(
+        format!("{formatted:?}"),
+        r#"{"0": "-1", "a": "7", "b": "42", "d": "2", "e": "6"}"#
+    );
 }
