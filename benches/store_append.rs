@@ -2,7 +2,8 @@
 //! files) for 128 B, 1 KiB and 4 KiB bodies, beside a raw baseline: plain memcpy of entries of
 //! the same size into an mmap of the same total size. Prints the ratio store/raw.
 //! `cargo bench --bench store_append`; `APOGEE_BENCH_APPEND_MB` = MiB written per size
-//! (default 128).
+//! (default 128); `APOGEE_BENCH_APPEND_SIZES` = comma-separated body sizes in bytes (default
+//! `128,1024,4096`), e.g. to profile one size alone.
 //!
 //! Messages are built before the clock starts (building them is the caller's work, as the
 //! raw baseline's entry is). Both sides report wall time and process CPU time (all threads:
@@ -51,7 +52,16 @@ fn main() {
     let mb_per_size = env_u64("APOGEE_BENCH_APPEND_MB", 128);
     let rt = runtime();
     println!("store_append: {mb_per_size} MiB per body size, ASYNC_FLUSH, MmapDisk");
-    for body_size in [128usize, 1024, 4096] {
+    let sizes: Vec<usize> = std::env::var("APOGEE_BENCH_APPEND_SIZES")
+        .unwrap_or_else(|_| "128,1024,4096".to_string())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("APOGEE_BENCH_APPEND_SIZES: body sizes in bytes")
+        })
+        .collect();
+    for body_size in sizes {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("store");
         let payload = body(body_size);

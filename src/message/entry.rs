@@ -147,34 +147,65 @@ pub fn body_crc(body: &[u8]) -> i32 {
     (crc32fast::hash(body) & 0x7FFF_FFFF) as i32
 }
 
-fn put_host(out: &mut Vec<u8>, host: &SocketAddr) {
-    match host {
-        SocketAddr::V4(a) => out.extend_from_slice(&a.ip().octets()),
-        SocketAddr::V6(a) => out.extend_from_slice(&a.ip().octets()),
-    }
-    out.extend_from_slice(&(host.port() as i32).to_be_bytes());
+/// A writer over an entry's exact-size buffer (the buffer may be the mapped CommitLog itself).
+struct SliceWriter<'a> {
+    out: &'a mut [u8],
+    pos: usize,
 }
 
-/// Appends the encoded entry to `out`; returns its size.
-pub fn encode_entry(fields: &EntryFields<'_>, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+impl SliceWriter<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+    #[inline]
+    fn put_host(&mut self, host: &SocketAddr) {
+        match host {
+            SocketAddr::V4(a) => self.put(&a.ip().octets()),
+            SocketAddr::V6(a) => self.put(&a.ip().octets()),
+        }
+        self.put(&(host.port() as i32).to_be_bytes());
+    }
+}
+
+/// Checks `fields` and returns the size its entry will have.
+pub fn encoded_size(fields: &EntryFields<'_>) -> Result<usize, EncodeError> {
     if fields.properties.len() > MAX_PROPERTIES_LEN {
         return Err(EncodeError::PropertiesTooLong(fields.properties.len()));
     }
     if fields.topic.len() > u16::MAX as usize {
         return Err(EncodeError::TopicTooLong(fields.topic.len()));
     }
-    let born_v6 = fields.born_host.is_ipv6();
-    let store_v6 = fields.store_host.is_ipv6();
     let size = entry_size(
         fields.body.len(),
         fields.topic.len(),
         fields.properties.len(),
-        born_v6,
-        store_v6,
+        fields.born_host.is_ipv6(),
+        fields.store_host.is_ipv6(),
     );
     if size > i32::MAX as usize {
         return Err(EncodeError::EntryTooLarge(size));
     }
+    Ok(size)
+}
+
+/// Appends the encoded entry to `out`; returns its size.
+pub fn encode_entry(fields: &EntryFields<'_>, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+    let size = encoded_size(fields)?;
+    let start = out.len();
+    out.resize(start + size, 0);
+    encode_entry_into(fields, body_crc(fields.body), &mut out[start..]);
+    Ok(size)
+}
+
+/// Encodes the entry into `out`, which must be exactly [`encoded_size`] bytes (checked), with
+/// `body_crc` = [`body_crc`] of the body (computed by the caller, e.g. outside a lock).
+pub fn encode_entry_into(fields: &EntryFields<'_>, body_crc: i32, out: &mut [u8]) {
+    let born_v6 = fields.born_host.is_ipv6();
+    let store_v6 = fields.store_host.is_ipv6();
+    let size = out.len();
+    debug_assert_eq!(Ok(size), encoded_size(fields));
     let mut sys_flag = fields.sys_flag & !(sysflag::BORNHOST_V6 | sysflag::STOREHOSTADDRESS_V6);
     if born_v6 {
         sys_flag |= sysflag::BORNHOST_V6;
@@ -183,40 +214,38 @@ pub fn encode_entry(fields: &EntryFields<'_>, out: &mut Vec<u8>) -> Result<usize
         sys_flag |= sysflag::STOREHOSTADDRESS_V6;
     }
     let v2 = needs_v2(fields.topic);
-    let start = out.len();
-    out.reserve(size);
-    out.extend_from_slice(&(size as i32).to_be_bytes());
     let magic = if v2 {
         MESSAGE_MAGIC_CODE_V2
     } else {
         MESSAGE_MAGIC_CODE_V1
     };
-    out.extend_from_slice(&magic.to_be_bytes());
-    out.extend_from_slice(&body_crc(fields.body).to_be_bytes());
-    out.extend_from_slice(&fields.queue_id.to_be_bytes());
-    out.extend_from_slice(&fields.flag.to_be_bytes());
-    out.extend_from_slice(&fields.queue_offset.to_be_bytes());
-    out.extend_from_slice(&fields.commitlog_offset.to_be_bytes());
-    out.extend_from_slice(&sys_flag.to_be_bytes());
-    out.extend_from_slice(&fields.born_timestamp.to_be_bytes());
-    put_host(out, &fields.born_host);
-    out.extend_from_slice(&fields.store_timestamp.to_be_bytes());
-    put_host(out, &fields.store_host);
-    out.extend_from_slice(&fields.reconsume_times.to_be_bytes());
-    out.extend_from_slice(&fields.prepared_transaction_offset.to_be_bytes());
-    out.extend_from_slice(&(fields.body.len() as i32).to_be_bytes());
-    out.extend_from_slice(fields.body);
+    let mut w = SliceWriter { out, pos: 0 };
+    w.put(&(size as i32).to_be_bytes());
+    w.put(&magic.to_be_bytes());
+    w.put(&body_crc.to_be_bytes());
+    w.put(&fields.queue_id.to_be_bytes());
+    w.put(&fields.flag.to_be_bytes());
+    w.put(&fields.queue_offset.to_be_bytes());
+    w.put(&fields.commitlog_offset.to_be_bytes());
+    w.put(&sys_flag.to_be_bytes());
+    w.put(&fields.born_timestamp.to_be_bytes());
+    w.put_host(&fields.born_host);
+    w.put(&fields.store_timestamp.to_be_bytes());
+    w.put_host(&fields.store_host);
+    w.put(&fields.reconsume_times.to_be_bytes());
+    w.put(&fields.prepared_transaction_offset.to_be_bytes());
+    w.put(&(fields.body.len() as i32).to_be_bytes());
+    w.put(fields.body);
     if v2 {
-        out.extend_from_slice(&(fields.topic.len() as u16).to_be_bytes());
+        w.put(&(fields.topic.len() as u16).to_be_bytes());
     } else {
-        out.push(fields.topic.len() as u8);
+        w.put(&[fields.topic.len() as u8]);
     }
-    out.extend_from_slice(fields.topic.as_bytes());
-    out.extend_from_slice(&(fields.properties.len() as i16).to_be_bytes());
-    out.extend_from_slice(fields.properties);
+    w.put(fields.topic.as_bytes());
+    w.put(&(fields.properties.len() as i16).to_be_bytes());
+    w.put(fields.properties);
     // Pair assertion with decode: what we wrote has exactly the declared size.
-    assert_eq!(out.len() - start, size, "encoded entry size");
-    Ok(size)
+    assert_eq!(w.pos, size, "encoded entry size");
 }
 
 /// Offset of STORETIMESTAMP in an entry (shifts by 12 when the born host is IPv6).

@@ -29,14 +29,33 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 /// Offset msgId: store host IP (4/16 bytes) + port (i32) + CommitLog offset (i64), hex.
+/// Every put answers one, so it is built in a stack buffer with a single allocation.
 pub fn create_offset_msg_id(store_host: SocketAddr, commitlog_offset: i64) -> String {
-    let mut bytes = ip_bytes(store_host.ip());
-    bytes.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
-    bytes.extend_from_slice(&commitlog_offset.to_be_bytes());
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, &bytes);
-    debug_assert!(out.len() == 32 || out.len() == 56);
-    out
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut bytes = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(a) => {
+            bytes[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            bytes[..16].copy_from_slice(&a.octets());
+            16
+        }
+    };
+    bytes[ip_len..ip_len + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    bytes[ip_len + 4..ip_len + 12].copy_from_slice(&commitlog_offset.to_be_bytes());
+    let bytes = &bytes[..ip_len + 12];
+    let mut hex = [0u8; 56];
+    for (i, b) in bytes.iter().enumerate() {
+        hex[2 * i] = HEX[(b >> 4) as usize];
+        hex[2 * i + 1] = HEX[(b & 0xF) as usize];
+    }
+    let hex = &hex[..bytes.len() * 2];
+    debug_assert!(hex.len() == 32 || hex.len() == 56);
+    std::str::from_utf8(hex)
+        .expect("only ASCII hex digits were written")
+        .to_owned()
 }
 
 /// Decodes an offset msgId into (store host, CommitLog offset). None if malformed.

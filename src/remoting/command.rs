@@ -173,6 +173,12 @@ impl ExtFields {
 
     /// Sets `key` to the value `write` appends to the arena (no intermediate `String`).
     fn insert_with(&mut self, key: &str, write: impl FnOnce(&mut String)) -> bool {
+        if self.entries.capacity() == 0 {
+            // A header built field by field (responses, client requests) would otherwise
+            // regrow both buffers several times; a SEND response needs ~5 fields, ~100 bytes.
+            self.entries.reserve(8);
+            self.arena.reserve(128);
+        }
         let pos = self.position(key);
         let k = self.offset();
         // A replaced key is written again so the entry stays one contiguous key+value run.

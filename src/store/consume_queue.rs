@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use thiserror::Error;
@@ -1081,6 +1082,9 @@ pub struct ConsumeQueueStore {
     file_size: u64,
     /// topic → queue id → queue (nested so lookups by `&str` need no allocation).
     queues: RwLock<BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>>,
+    /// Bumped whenever a queue leaves `queues`, so holders of cached handles (dispatch)
+    /// know to look them up again.
+    generation: AtomicU64,
 }
 
 impl ConsumeQueueStore {
@@ -1123,11 +1127,18 @@ impl ConsumeQueueStore {
             dir: dir.to_path_buf(),
             file_size: file_size_bytes,
             queues: RwLock::new(queues),
+            generation: AtomicU64::new(0),
         })
     }
 
     pub fn file_size_bytes(&self) -> u64 {
         self.file_size
+    }
+
+    /// Changes whenever a queue handle obtained earlier may no longer be the store's (a topic
+    /// was deleted): cached handles must be dropped then.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The queue if it exists.
@@ -1289,6 +1300,7 @@ impl ConsumeQueueStore {
         {
             let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
             queues.remove(topic);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         let topic_dir = self.dir.join(topic);
         if self.disk.exists(&topic_dir) {

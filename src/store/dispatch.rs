@@ -3,14 +3,17 @@
 //! The same path serves appends, raw replicated bytes and recovery re-dispatch, so the
 //! ConsumeQueues are always derived from the log by one piece of code.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::message::entry::{parse_entry, EntryView, MessageExt};
-use crate::message::properties::{tags_hash_code, DELAY, TAGS};
+use crate::message::properties::{
+    scan_dispatch_properties, tags_hash_code, DispatchProperties, DELAY, TAGS,
+};
 use crate::message::sysflag;
 use crate::store::commitlog::append::takes_queue_offset;
 use crate::store::commitlog::{CommitLog, EntryKind};
-use crate::store::consume_queue::{ConsumeQueueError, ConsumeQueueStore};
+use crate::store::consume_queue::{ConsumeQueue, ConsumeQueueError, ConsumeQueueStore};
 use crate::store::error::StoreError;
 use crate::store::key_index::KeyIndex;
 use crate::store::ArrivalListener;
@@ -64,14 +67,67 @@ pub fn tags_code_of(msg: &MessageExt, delay_levels_ms: &[i64]) -> i64 {
 
 /// [`tags_code_of`] for a borrowed entry (dispatch's allocation-free path).
 pub fn tags_code_of_view(entry: &EntryView<'_>, delay_levels_ms: &[i64]) -> i64 {
-    if entry.topic == SCHEDULE_TOPIC {
-        if let Some(level) = entry.property(DELAY).and_then(|l| l.parse::<usize>().ok()) {
+    tags_code_of_parts(
+        entry.topic,
+        &scan_dispatch_properties(entry.properties),
+        entry.store_timestamp,
+        delay_levels_ms,
+    )
+}
+
+/// [`tags_code_of`] from an entry's topic, scanned properties and store time.
+pub fn tags_code_of_parts(
+    topic: &str,
+    props: &DispatchProperties<'_>,
+    store_timestamp: i64,
+    delay_levels_ms: &[i64],
+) -> i64 {
+    if topic == SCHEDULE_TOPIC {
+        if let Some(level) = props.delay.and_then(|l| l.parse::<usize>().ok()) {
             let level = level.clamp(1, delay_levels_ms.len().max(1));
             let delay = delay_levels_ms.get(level - 1).copied().unwrap_or(1000);
-            return entry.store_timestamp + delay;
+            return store_timestamp + delay;
         }
     }
-    entry.property(TAGS).map(tags_hash_code).unwrap_or(0)
+    props.tags.map(tags_hash_code).unwrap_or(0)
+}
+
+/// One CommitLog entry as dispatch needs it. Recovery and replicated bytes get it by parsing
+/// the log ([`Dispatcher::dispatch_until`]); the append path knows every field already, having
+/// just encoded the entry from them ([`Dispatcher::dispatch_appended`]). Either way one
+/// function turns it into the ConsumeQueue unit and index keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchEntry<'a> {
+    pub commitlog_offset: u64,
+    pub size: u32,
+    pub topic: &'a str,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    /// SYSFLAG as stored.
+    pub sys_flag: i32,
+    pub store_timestamp: i64,
+    /// The encoded property string.
+    pub properties: &'a str,
+}
+
+impl<'a> DispatchEntry<'a> {
+    /// The fields of a parsed entry sitting at `commitlog_offset`.
+    pub fn from_view(view: &EntryView<'a>, commitlog_offset: u64, size: usize) -> Self {
+        DispatchEntry {
+            commitlog_offset,
+            size: size as u32,
+            topic: view.topic,
+            queue_id: view.queue_id,
+            queue_offset: view.queue_offset,
+            sys_flag: view.sys_flag,
+            store_timestamp: view.store_timestamp,
+            properties: view.properties,
+        }
+    }
+
+    fn end_offset(&self) -> u64 {
+        self.commitlog_offset + self.size as u64
+    }
 }
 
 /// How dispatch treats a ConsumeQueue that does not line up with the entry.
@@ -105,18 +161,60 @@ impl From<StoreError> for DispatchError {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct DispatchState {
     reput_offset: u64,
     /// Store timestamp of the newest dispatched entry (checkpoint logics timestamp).
     last_store_timestamp: i64,
     /// Entry buffer reused across entries.
     buf: Vec<u8>,
+    queues: QueueCache,
+    /// Kept under the dispatch lock that every dispatch takes anyway (no lock of its own).
+    listener: Option<ArrivalListener>,
+}
+
+/// ConsumeQueue handles dispatch used, so a unit costs no lookup in the store's shared map
+/// (its lock and an `Arc` clone per message). Dropped whenever the store's generation moves
+/// (a topic was deleted) or a different store is passed.
+#[derive(Default)]
+struct QueueCache {
+    store_id: usize,
+    generation: u64,
+    queues: BTreeMap<String, BTreeMap<i32, Arc<ConsumeQueue>>>,
+}
+
+impl QueueCache {
+    fn queue(
+        &mut self,
+        cq: &ConsumeQueueStore,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<&ConsumeQueue, ConsumeQueueError> {
+        let store_id = cq as *const ConsumeQueueStore as usize;
+        let generation = cq.generation();
+        if self.store_id != store_id || self.generation != generation {
+            self.queues.clear();
+            self.store_id = store_id;
+            self.generation = generation;
+        }
+        let cached = self
+            .queues
+            .get(topic)
+            .and_then(|qs| qs.get(&queue_id))
+            .is_some();
+        if !cached {
+            let q = cq.find_or_create(topic, queue_id)?;
+            self.queues
+                .entry(topic.to_string())
+                .or_default()
+                .insert(queue_id, q);
+        }
+        Ok(&self.queues[topic][&queue_id])
+    }
 }
 
 pub struct Dispatcher {
     state: Mutex<DispatchState>,
-    listener: RwLock<Option<ArrivalListener>>,
     delay_levels_ms: Vec<i64>,
     index_enabled: bool,
     /// Only with the `reuse_queue_offset_after_recovery` debug bug: let its conflicting units
@@ -128,7 +226,6 @@ impl Dispatcher {
     pub fn new(delay_levels_ms: Vec<i64>, index_enabled: bool) -> Dispatcher {
         Dispatcher {
             state: Mutex::new(DispatchState::default()),
-            listener: RwLock::new(None),
             delay_levels_ms,
             index_enabled,
             tolerate_conflicts: false,
@@ -158,7 +255,7 @@ impl Dispatcher {
     }
 
     pub fn set_listener(&self, listener: ArrivalListener) {
-        *self.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        self.lock().listener = Some(listener);
     }
 
     /// Dispatches every entry from the reput offset up to `end`. Returns the entries done.
@@ -171,112 +268,206 @@ impl Dispatcher {
         mode: DispatchMode,
     ) -> Result<usize, DispatchError> {
         let mut st = self.lock();
-        let listener = self
-            .listener
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let mut done = 0;
         let st = &mut *st;
-        while st.reput_offset < end {
-            let offset = st.reput_offset;
-            match log.read_entry_into(offset, false, &mut st.buf)? {
-                EntryKind::Message => {}
-                EntryKind::Blank => {
-                    let file_size = log.file_size();
-                    st.reput_offset = (offset / file_size + 1) * file_size;
-                    continue;
-                }
-                EntryKind::Invalid(reason) => {
-                    let file = log.files.find(offset);
-                    return Err(DispatchError::Store(StoreError::Corrupt {
-                        path: file.map(|f| f.path.clone()).unwrap_or_default(),
+        // The entry buffer is taken out of the state so entries can borrow it while the
+        // state is updated.
+        let mut buf = std::mem::take(&mut st.buf);
+        let result = (|| {
+            while st.reput_offset < end {
+                let offset = st.reput_offset;
+                match log.read_entry_into(offset, false, &mut buf)? {
+                    EntryKind::Message => {}
+                    EntryKind::Blank => {
+                        let file_size = log.file_size();
+                        st.reput_offset = (offset / file_size + 1) * file_size;
+                        continue;
+                    }
+                    EntryKind::Invalid(reason) => {
+                        let file = log.files.find(offset);
+                        return Err(DispatchError::Store(StoreError::Corrupt {
+                            path: file.map(|f| f.path.clone()).unwrap_or_default(),
+                            offset,
+                            reason: format!(
+                                "dispatch found no entry below the written end {end}: {reason}"
+                            ),
+                        }));
+                    }
+                };
+                let (msg, size) =
+                    parse_entry(&buf, false).map_err(|reason| StoreError::Corrupt {
+                        path: log
+                            .files
+                            .find(offset)
+                            .map(|f| f.path.clone())
+                            .unwrap_or_default(),
                         offset,
-                        reason: format!(
-                            "dispatch found no entry below the written end {end}: {reason}"
-                        ),
-                    }));
+                        reason,
+                    })?;
+                assert_eq!(
+                    msg.commitlog_offset as u64, offset,
+                    "entry sits at its own offset"
+                );
+                assert_eq!(size, buf.len());
+                let entry = DispatchEntry::from_view(&msg, offset, size);
+                if self.dispatch_one(st, cq, index, &entry, mode, Some(log))? {
+                    done += 1;
                 }
-            };
-            let (msg, size) =
-                parse_entry(&st.buf, false).map_err(|reason| StoreError::Corrupt {
-                    path: log
-                        .files
-                        .find(offset)
-                        .map(|f| f.path.clone())
-                        .unwrap_or_default(),
-                    offset,
-                    reason,
-                })?;
+            }
+            Ok(done)
+        })();
+        st.buf = buf;
+        result
+    }
+
+    /// Dispatches entries the append path just wrote, from what it encoded them from, without
+    /// reading them back. `entries` are consecutive and start at `first_offset`; `end_offset`
+    /// is one past the last. When the reput offset is not at `first_offset` (entries of other
+    /// puts, or a file-end blank, lie before them; or another put's catch-up already covered
+    /// them) this falls back to [`Self::dispatch_until`], which reads the log.
+    pub fn dispatch_appended<'a>(
+        &self,
+        log: &CommitLog,
+        cq: &ConsumeQueueStore,
+        index: &dyn KeyIndex,
+        first_offset: u64,
+        end_offset: u64,
+        entries: impl Iterator<Item = DispatchEntry<'a>>,
+    ) -> Result<usize, DispatchError> {
+        let mut st = self.lock();
+        if st.reput_offset >= end_offset {
+            return Ok(0);
+        }
+        if st.reput_offset != first_offset {
+            drop(st);
+            return self.dispatch_until(log, cq, index, end_offset, DispatchMode::Live);
+        }
+        let mut done = 0;
+        let mut expected = first_offset;
+        for entry in entries {
+            // Pair of the append's layout: the entries tile [first_offset, end_offset).
             assert_eq!(
-                msg.commitlog_offset as u64, offset,
-                "entry sits at its own offset"
+                entry.commitlog_offset, expected,
+                "appended entries are contiguous"
             );
-            assert_eq!(size, st.buf.len());
-            let tags_code = tags_code_of_view(&msg, &self.delay_levels_ms);
-            if takes_queue_offset(msg.sys_flag) {
-                let cq_max = cq.max_offset(msg.topic, msg.queue_id);
-                if mode == DispatchMode::ReplayFromMiddle && msg.queue_offset > cq_max {
+            expected = entry.end_offset();
+            if self.dispatch_one(&mut st, cq, index, &entry, DispatchMode::Live, None)? {
+                done += 1;
+            }
+        }
+        assert_eq!(
+            expected, end_offset,
+            "appended entries end at the append's end"
+        );
+        Ok(done)
+    }
+
+    /// Writes one entry's ConsumeQueue unit and index keys, tells the listener and moves the
+    /// reput offset past it. `log` is given when the entry was read from the log (it may be a
+    /// replicated entry the append path never saw). Returns false for a unit the
+    /// `reuse_queue_offset_after_recovery` debug bug drops.
+    fn dispatch_one(
+        &self,
+        st: &mut DispatchState,
+        cq: &ConsumeQueueStore,
+        index: &dyn KeyIndex,
+        entry: &DispatchEntry<'_>,
+        mode: DispatchMode,
+        log: Option<&CommitLog>,
+    ) -> Result<bool, DispatchError> {
+        let offset = entry.commitlog_offset;
+        let end = entry.end_offset();
+        assert_eq!(offset, st.reput_offset, "dispatch follows CommitLog order");
+        let props = scan_dispatch_properties(entry.properties);
+        let tags_code = tags_code_of_parts(
+            entry.topic,
+            &props,
+            entry.store_timestamp,
+            &self.delay_levels_ms,
+        );
+        if takes_queue_offset(entry.sys_flag) {
+            if mode == DispatchMode::ReplayFromMiddle {
+                let cq_max = cq.max_offset(entry.topic, entry.queue_id);
+                if entry.queue_offset > cq_max {
                     return Err(DispatchError::ReplayGap {
-                        topic: msg.topic.to_string(),
-                        queue_id: msg.queue_id,
-                        queue_offset: msg.queue_offset,
+                        topic: entry.topic.to_string(),
+                        queue_id: entry.queue_id,
+                        queue_offset: entry.queue_offset,
                         cq_max_offset: cq_max,
                     });
                 }
-                let put = cq.put_unit(
-                    msg.topic,
-                    msg.queue_id,
-                    msg.queue_offset,
-                    offset as i64,
-                    size as i32,
-                    tags_code,
-                );
-                let new_max = match put {
-                    Ok(max) => max,
-                    Err(ConsumeQueueError::Conflict { .. }) if self.tolerate_conflicts => {
-                        // Deliberate bug (reuse_queue_offset_after_recovery): the entry's
-                        // queue offset is already taken, so it never becomes readable.
-                        tracing::warn!(topic = %msg.topic, queue_id = msg.queue_id, queue_offset = msg.queue_offset, "debug bug: reused queue offset, unit dropped");
-                        st.reput_offset = offset + size as u64;
-                        continue;
-                    }
-                    Err(e) => return Err(StoreError::from(e).into()),
-                };
-                // Raw (replicated) appends bypass the append path: keep its table in step.
-                // Entries the append path wrote (or recovery vouched for) lie below its end.
-                {
-                    let mut append = log.lock_append();
-                    if append.last_end_offset < offset + size as u64 {
-                        let next = append
-                            .queue_offsets
-                            .entry((msg.topic.to_string(), msg.queue_id))
-                            .or_insert(0);
-                        *next = (*next).max(msg.queue_offset + 1);
-                        append.last_end_offset = offset + size as u64;
-                        append.last_store_timestamp = msg.store_timestamp;
-                    }
+            }
+            let put = st
+                .queues
+                .queue(cq, entry.topic, entry.queue_id)
+                .and_then(|q| {
+                    q.put_unit(
+                        entry.queue_offset,
+                        offset as i64,
+                        entry.size as i32,
+                        tags_code,
+                    )
+                });
+            let new_max = match put {
+                Ok(max) => max,
+                Err(ConsumeQueueError::Conflict { .. }) if self.tolerate_conflicts => {
+                    // Deliberate bug (reuse_queue_offset_after_recovery): the entry's
+                    // queue offset is already taken, so it never becomes readable.
+                    tracing::warn!(topic = %entry.topic, queue_id = entry.queue_id, queue_offset = entry.queue_offset, "debug bug: reused queue offset, unit dropped");
+                    st.reput_offset = end;
+                    return Ok(false);
                 }
-                if let Some(listener) = &listener {
-                    listener(msg.topic, msg.queue_id, new_max, tags_code);
+                Err(e) => return Err(StoreError::from(e).into()),
+            };
+            // Raw (replicated) appends bypass the append path: keep its table in step.
+            // Entries the append path wrote (or recovery vouched for) lie below its end.
+            if let Some(log) = log {
+                let mut append = log.lock_append();
+                if append.last_end_offset < end {
+                    let next = append
+                        .queue_offsets
+                        .get(entry.topic, entry.queue_id)
+                        .unwrap_or(0)
+                        .max(entry.queue_offset + 1);
+                    append.queue_offsets.set(entry.topic, entry.queue_id, next);
+                    append.last_end_offset = end;
+                    append.last_store_timestamp = entry.store_timestamp;
                 }
             }
-            if self.index_enabled
-                && sysflag::transaction_type(msg.sys_flag) != sysflag::TRANSACTION_ROLLBACK_TYPE
-            {
-                let mut keys: Vec<&str> = msg.keys().collect();
-                if let Some(uniq) = msg.uniq_key() {
-                    keys.push(uniq);
-                }
-                if !keys.is_empty() {
-                    index.build_index(msg.topic, &keys, offset as i64, msg.store_timestamp)?;
-                }
+            if let Some(listener) = &st.listener {
+                listener(entry.topic, entry.queue_id, new_max, tags_code);
             }
-            st.reput_offset = offset + size as u64;
-            st.last_store_timestamp = msg.store_timestamp;
-            done += 1;
         }
-        Ok(done)
+        if self.index_enabled
+            && sysflag::transaction_type(entry.sys_flag) != sysflag::TRANSACTION_ROLLBACK_TYPE
+        {
+            // KEYS tokens then UNIQ_KEY, on the stack unless there are many.
+            let mut inline = [""; 8];
+            let mut spilled: Vec<&str> = Vec::new();
+            let mut count = 0;
+            for key in props.key_tokens().chain(props.uniq_key) {
+                if count < inline.len() {
+                    inline[count] = key;
+                } else {
+                    if spilled.is_empty() {
+                        spilled.extend_from_slice(&inline);
+                    }
+                    spilled.push(key);
+                }
+                count += 1;
+            }
+            let keys = if count <= inline.len() {
+                &inline[..count]
+            } else {
+                &spilled[..]
+            };
+            if !keys.is_empty() {
+                index.build_index(entry.topic, keys, offset as i64, entry.store_timestamp)?;
+            }
+        }
+        st.reput_offset = end;
+        st.last_store_timestamp = entry.store_timestamp;
+        Ok(true)
     }
 }
 

@@ -30,14 +30,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 
 use super::disk::{Disk, SegmentFile};
 use super::error::StoreError;
-use crate::message::properties::java_string_hash;
+use crate::message::properties::{java_string_hash, java_string_hash_continue};
 
 pub const INDEX_HEADER_SIZE: u64 = 40;
 pub const HASH_SLOT_SIZE: u64 = 4;
@@ -212,7 +212,17 @@ pub fn build_key(topic: &str, key: &str) -> String {
 
 /// |Java String.hashCode| with Integer.MIN_VALUE mapped to 0 (RocketMQ indexKeyHashMethod).
 pub fn index_key_hash(key: &str) -> i32 {
-    let h = java_string_hash(key);
+    abs_key_hash(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of `build_key(topic, key)` without building the string (dispatch indexes
+/// every message's UNIQ_KEY: the `format!` was an allocation per message).
+pub fn index_key_hash_of(topic: &str, key: &str) -> i32 {
+    let h = java_string_hash_continue(java_string_hash(topic), "#");
+    abs_key_hash(java_string_hash_continue(h, key))
+}
+
+fn abs_key_hash(h: i32) -> i32 {
     if h == i32::MIN {
         0
     } else {
@@ -290,7 +300,20 @@ pub struct IndexFile {
     /// In-memory copy of bytes 0..40; the lock also serializes puts against chain walks.
     header: RwLock<IndexHeader>,
     dirty: AtomicBool,
+    /// Bytes from the file start mapped in ahead of the writer ([`IndexService::warm_job`]).
+    warmed_to: AtomicU64,
+    /// A warm-up job for this file is running.
+    warming: AtomicBool,
+    /// A put came within half a warm-up of `warmed_to`.
+    wants_warm: AtomicBool,
+    /// `file.supports_prefault()`, asked once.
+    prefaults: bool,
 }
+
+/// Entry bytes prefaulted ahead of the newest entry; a new job starts when the writer gets
+/// within half of it. The first job of a file also maps in the whole slot table, which puts
+/// hit at random (5,000,000 slots: 20 MB, otherwise a page fault each on first touch).
+pub const INDEX_WARM_AHEAD_BYTES: u64 = 1024 * 1024;
 
 impl IndexFile {
     pub fn path(&self) -> &Path {
@@ -356,10 +379,16 @@ impl IndexFile {
     /// RocketMQ `IndexFile.putKey`. Returns false when the file is full. Write order is entry,
     /// slot, header, so a crash that keeps a prefix of the writes leaves at most the slot of the
     /// last put ahead of the header (repaired by [`IndexFile::repair_torn_put`]).
-    fn put_key(&self, key: &str, phy_offset: i64, store_timestamp: i64) -> Result<bool> {
+    fn put_key(&self, key_hash: i32, phy_offset: i64, store_timestamp: i64) -> Result<bool> {
         let mut header = self.header.write().unwrap_or_else(|e| e.into_inner());
         if header.index_count >= self.index_num as i32 {
             return Ok(false);
+        }
+        if self.prefaults
+            && self.entry_pos(header.index_count) + INDEX_WARM_AHEAD_BYTES / 2
+                > self.warmed_to.load(Ordering::Relaxed)
+        {
+            self.wants_warm.store(true, Ordering::Relaxed);
         }
         if header.has_entries() {
             assert!(
@@ -368,7 +397,6 @@ impl IndexFile {
                 header.end_phy_offset
             );
         }
-        let key_hash = index_key_hash(key);
         assert!(key_hash >= 0);
         let slot_pos = self.slot_pos(key_hash);
         let mut slot_value = self.read_slot(slot_pos)?;
@@ -387,10 +415,6 @@ impl IndexFile {
             time_diff_secs,
             prev_index: slot_value,
         };
-        self.file
-            .write_at(self.entry_pos(index), &entry.encode())
-            .map_err(io_err("write", &self.path))?;
-        self.write_slot(slot_pos, index)?;
         let mut next = *header;
         if !header.has_entries() {
             next.begin_phy_offset = phy_offset;
@@ -402,7 +426,14 @@ impl IndexFile {
         next.index_count += 1;
         next.end_phy_offset = phy_offset;
         next.end_timestamp = store_timestamp;
-        self.write_header(&next)?;
+        // Entry, slot, header, in this order (see above), in one call.
+        self.file
+            .write_at_many(&[
+                (self.entry_pos(index), &entry.encode()),
+                (slot_pos, &index.to_be_bytes()),
+                (0, &next.encode()),
+            ])
+            .map_err(io_err("write", &self.path))?;
         *header = next;
         self.dirty.store(true, Ordering::Release);
         Ok(true)
@@ -590,8 +621,26 @@ pub struct IndexService {
     hash_slot_num: u32,
     index_num: u32,
     files: RwLock<Vec<Arc<IndexFile>>>,
-    /// Serializes `build_index` / `truncate_after` / `delete_expired` (file list changes).
-    write_lock: Mutex<()>,
+    /// Serializes `build_index` / `truncate_after` / `delete_expired` (file list changes), and
+    /// caches what `build_index` needs per message.
+    write_lock: Mutex<WriterCache>,
+    /// The newest file wants a warm-up job ([`IndexService::warm_job`]); a plain load per put.
+    warm_wanted: AtomicBool,
+}
+
+/// The writer's view of the newest file, kept under `write_lock` so indexing a message takes
+/// no lock on the file list and no `Arc` clone. `None` until first needed and after any change
+/// of the file list other than `build_index`'s own roll.
+#[derive(Default)]
+struct WriterCache {
+    state: Option<WriterState>,
+}
+
+struct WriterState {
+    /// The newest file, if any.
+    last: Option<Arc<IndexFile>>,
+    /// [`IndexService::last_indexed_commitlog_offset`].
+    last_indexed: Option<i64>,
 }
 
 impl IndexService {
@@ -636,6 +685,7 @@ impl IndexService {
                     reason: format!("header {header:?} out of range"),
                 });
             }
+            let prefaults = file.supports_prefault();
             files.push(Arc::new(IndexFile {
                 path,
                 name_ms,
@@ -644,6 +694,10 @@ impl IndexService {
                 index_num: max_index_num,
                 header: RwLock::new(header),
                 dirty: AtomicBool::new(false),
+                warmed_to: AtomicU64::new(0),
+                warming: AtomicBool::new(false),
+                wants_warm: AtomicBool::new(false),
+                prefaults,
             }));
         }
         // Names sort chronologically (fixed width digits); list() is sorted by name already.
@@ -657,7 +711,8 @@ impl IndexService {
             hash_slot_num: max_hash_slot_num,
             index_num: max_index_num,
             files: RwLock::new(files),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(WriterCache::default()),
+            warm_wanted: AtomicBool::new(false),
         })
     }
 
@@ -722,6 +777,7 @@ impl IndexService {
             .sync_dir(&self.dir)
             .map_err(io_err("sync dir", &self.dir))?;
         tracing::info!(path = %path.display(), "created index file");
+        let prefaults = file.supports_prefault();
         Ok(Arc::new(IndexFile {
             path,
             name_ms,
@@ -730,6 +786,10 @@ impl IndexService {
             index_num: self.index_num,
             header: RwLock::new(header),
             dirty: AtomicBool::new(false),
+            warmed_to: AtomicU64::new(0),
+            warming: AtomicBool::new(false),
+            wants_warm: AtomicBool::new(false),
+            prefaults,
         }))
     }
 
@@ -763,20 +823,88 @@ impl IndexService {
         commitlog_offset: i64,
         store_timestamp: i64,
     ) -> Result<()> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(last) = self.last_indexed_commitlog_offset() {
-            if commitlog_offset <= last {
-                return Ok(());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let state = cache.state.get_or_insert_with(|| WriterState {
+            last: self
+                .files
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .last()
+                .cloned(),
+            last_indexed: self.last_indexed_commitlog_offset(),
+        });
+        if state
+            .last_indexed
+            .is_some_and(|last| commitlog_offset <= last)
+        {
+            return Ok(());
+        }
+        let mut indexed = false;
+        for key in keys.iter().filter(|k| !k.is_empty()) {
+            let key_hash = index_key_hash_of(topic, key);
+            loop {
+                let file = match &state.last {
+                    Some(f) => f,
+                    None => state.last.insert(self.last_writable_file()?),
+                };
+                if file.put_key(key_hash, commitlog_offset, store_timestamp)? {
+                    indexed = true;
+                    break;
+                }
+                // Full: roll to the next file.
+                state.last = Some(self.last_writable_file()?);
             }
         }
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            let idx_key = build_key(topic, key);
-            let mut file = self.last_writable_file()?;
-            while !file.put_key(&idx_key, commitlog_offset, store_timestamp)? {
-                file = self.last_writable_file()?;
+        if indexed {
+            state.last_indexed = Some(commitlog_offset);
+            if state.last.as_ref().is_some_and(|f| {
+                f.wants_warm.load(Ordering::Relaxed) && !f.warming.load(Ordering::Relaxed)
+            }) {
+                self.warm_wanted.store(true, Ordering::Release);
             }
         }
         Ok(())
+    }
+
+    /// When the newest file's writer nears the end of what is mapped in: a job that maps in
+    /// the next [`INDEX_WARM_AHEAD_BYTES`] of entries (and, the first time, the slot table)
+    /// with `SegmentFile::prefault`. Run it off the async workers; None on disks without
+    /// mappings, or when nothing is due or a job runs.
+    pub fn warm_job(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        if !self.warm_wanted.load(Ordering::Acquire) {
+            return None;
+        }
+        self.warm_wanted.store(false, Ordering::Release);
+        let file = self
+            .files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()?;
+        if !file.prefaults
+            || file
+                .warming
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return None;
+        }
+        file.wants_warm.store(false, Ordering::Relaxed);
+        let count = file
+            .header()
+            .index_count
+            .clamp(1, file.index_num as i32 - 1);
+        let from = file.warmed_to.load(Ordering::Acquire);
+        let to = (file.entry_pos(count) + INDEX_WARM_AHEAD_BYTES).min(file.file.len());
+        Some(Box::new(move || {
+            if to > from {
+                if let Err(e) = file.file.prefault(from, to - from, true) {
+                    tracing::debug!(path = %file.path.display(), error = %e, "index prefault failed");
+                }
+            }
+            file.warmed_to.fetch_max(to, Ordering::AcqRel);
+            file.warming.store(false, Ordering::Release);
+        }))
     }
 
     /// CommitLog offsets of messages whose `<topic>#<key>` hash matches, stored within
@@ -822,7 +950,8 @@ impl IndexService {
     /// recovery truncated the log there, or before re-dispatching from there): later files are
     /// deleted, the straddling file is cut exactly, its slot chains unlinked. Durable on return.
     pub fn truncate_after(&self, commitlog_offset: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        cache.state = None;
         let mut removed = false;
         loop {
             let last = self
@@ -883,7 +1012,8 @@ impl IndexService {
     /// Deletes files (never the newest) whose endPhyOffset is below `commitlog_min_offset`.
     /// Returns how many.
     pub fn delete_expired(&self, commitlog_min_offset: i64) -> Result<usize> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        cache.state = None;
         let files = self.files();
         let mut deleted = 0;
         for f in files.iter().take(files.len().saturating_sub(1)) {

@@ -36,6 +36,17 @@ fn java_hash_and_index_key_hash() {
     assert!(java_string_hash(neg) < 0);
     assert_eq!(index_key_hash(neg), java_string_hash(neg).abs());
     assert_eq!(build_key("TopicA", "k"), "TopicA#k");
+    for (topic, key) in [
+        ("T", "Aa"),
+        ("TopicA", "k"),
+        ("T\u{e9}", "\u{1F600}"),
+        ("", ""),
+    ] {
+        assert_eq!(
+            index_key_hash_of(topic, key),
+            index_key_hash(&build_key(topic, key))
+        );
+    }
 }
 
 #[test]
@@ -409,4 +420,36 @@ mod model {
             }
         }
     }
+}
+
+#[cfg(not(madsim))]
+#[test]
+fn warm_jobs_map_in_the_slot_table_then_entries_ahead_of_the_writer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disk = Arc::new(crate::store::disk::mmap::MmapDisk::new());
+    // 1000 slots (4 KB), 200,000 entries (4 MB): several warm-up windows.
+    let svc = IndexService::open(disk, tmp.path(), 1000, 200_000).expect("open");
+    assert!(svc.warm_job().is_none(), "nothing written, nothing due");
+    svc.build_index("T", &["k0"], 0, 1_000).expect("put");
+    let job = svc.warm_job().expect("first put wants the slot table");
+    assert!(svc.warm_job().is_none(), "one job at a time");
+    job();
+    let file = svc.files().last().cloned().expect("file");
+    let slots_end = INDEX_HEADER_SIZE + 1000 * HASH_SLOT_SIZE;
+    let warmed = file.warmed_to.load(Ordering::Acquire);
+    assert!(warmed >= slots_end + INDEX_WARM_AHEAD_BYTES, "{warmed}");
+    svc.build_index("T", &["k1"], 100, 1_001).expect("put");
+    assert!(svc.warm_job().is_none(), "far from the warmed end");
+    // Write until the newest entry is within half a window of the warmed end.
+    let per_half = INDEX_WARM_AHEAD_BYTES / 2 / INDEX_ENTRY_SIZE;
+    for i in 2..(per_half + 10) as i64 {
+        svc.build_index("T", &["k"], i * 100, 1_000 + i)
+            .expect("put");
+    }
+    let job = svc.warm_job().expect("writer came near the warmed end");
+    job();
+    assert!(file.warmed_to.load(Ordering::Acquire) > warmed);
+    // Warming changes no byte: every key is still found.
+    assert_eq!(all(&svc, "T", "k0"), vec![0]);
+    assert_eq!(all(&svc, "T", "k1"), vec![100]);
 }

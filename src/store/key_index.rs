@@ -40,6 +40,11 @@ pub trait KeyIndex: Send + Sync {
     fn delete_expired(&self, commitlog_min_offset: i64) -> Result<(), StoreError>;
     /// After an abnormal exit: what was loaded may not be durable; the next flush syncs all.
     fn mark_dirty(&self) {}
+    /// Background work that maps index pages in ahead of the writer (blocking; run it off the
+    /// async workers), when some is due. Nothing a query or flush depends on.
+    fn warm_job(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        None
+    }
 }
 
 /// No key index (messageIndexEnable=false): queries find nothing.
@@ -119,6 +124,9 @@ impl KeyIndex for crate::store::index_file::IndexService {
     }
     fn mark_dirty(&self) {
         crate::store::index_file::IndexService::mark_dirty(self)
+    }
+    fn warm_job(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        crate::store::index_file::IndexService::warm_job(self)
     }
     fn delete_expired(&self, commitlog_min_offset: i64) -> Result<(), StoreError> {
         crate::store::index_file::IndexService::delete_expired(self, commitlog_min_offset)

@@ -24,13 +24,13 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use checkpoint::Checkpoint;
-use commitlog::append::{encode_message, AppendError, EncodedEntry};
+use commitlog::append::{prepare_message, AppendError, PreparedEntry};
 use commitlog::flush::{CommitLogFlushLoop, ConsumeQueueFlushLoop, FlushWait, GroupCommit};
 use commitlog::recover::{RecoveryContext, RecoveryOutcome};
 use commitlog::{CommitLog, EntryAt};
 use consume_queue::ConsumeQueueStore;
 use disk::DiskLock;
-use dispatch::{parse_delay_levels, DispatchError, DispatchMode, Dispatcher};
+use dispatch::{parse_delay_levels, DispatchEntry, DispatchError, DispatchMode, Dispatcher};
 use key_index::KeyIndex;
 
 pub use config::{BrokerRole, DebugBugs, FlushDiskType, StoreConfig};
@@ -188,6 +188,8 @@ pub struct StoreInner {
     pub(crate) checkpoint: Checkpoint,
     pub(crate) group_commit: GroupCommit,
     health: Mutex<Health>,
+    /// True while `health` refuses writes (every put checks; a load beats the mutex).
+    refusing: std::sync::atomic::AtomicBool,
     stats: Stats,
     shutdown: watch::Sender<bool>,
     lock: Mutex<Option<DiskLock>>,
@@ -209,6 +211,7 @@ impl StoreInner {
         if h.poisoned.is_none() {
             h.poisoned = Some(reason);
         }
+        self.refusing.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_disk_full(&self, reason: Option<String>) {
@@ -220,9 +223,16 @@ impl StoreInner {
             }
         }
         h.disk_full = reason;
+        self.refusing.store(
+            h.poisoned.is_some() || h.disk_full.is_some(),
+            Ordering::Release,
+        );
     }
 
     fn write_refused(&self) -> Option<String> {
+        if !self.refusing.load(Ordering::Acquire) {
+            return None;
+        }
         let h = self.health();
         h.poisoned.clone().or_else(|| h.disk_full.clone())
     }
@@ -364,6 +374,7 @@ impl MessageStore {
             dispatcher,
             checkpoint,
             health: Mutex::new(Health::default()),
+            refusing: std::sync::atomic::AtomicBool::new(false),
             stats: Stats::default(),
             shutdown,
             lock: Mutex::new(Some(lock)),
@@ -393,12 +404,16 @@ impl MessageStore {
     /// Appends one message; returns after the flush contract is met (SYNC_FLUSH: an fsync
     /// covering it, or FlushDiskTimeout).
     pub async fn put_message(&self, msg: MessageToStore) -> PutMessageResult {
-        self.put_messages(vec![msg]).await
+        self.put_batch(std::slice::from_ref(&msg)).await
     }
 
     /// Appends a batch (same topic and queue) with consecutive queue offsets, atomically with
     /// respect to other appends.
     pub async fn put_messages(&self, batch: Vec<MessageToStore>) -> PutMessageResult {
+        self.put_batch(&batch).await
+    }
+
+    async fn put_batch(&self, batch: &[MessageToStore]) -> PutMessageResult {
         let inner = &self.inner;
         if batch.is_empty() {
             return failed(
@@ -416,25 +431,42 @@ impl MessageStore {
             return refused(reason);
         }
         let wait = batch.iter().any(|m| m.wait_store_msg_ok);
-        let mut encoded: Vec<EncodedEntry> = Vec::with_capacity(batch.len());
-        for msg in &batch {
-            match encode_message(msg, inner.config.max_message_size, None) {
-                Ok(e) => encoded.push(e),
-                Err(AppendError::PropertiesSizeExceeded(r)) => {
-                    return failed(PutMessageStatus::PropertiesSizeExceeded, r)
-                }
-                Err(AppendError::MessageIllegal(r)) => {
-                    return failed(PutMessageStatus::MessageIllegal, r)
-                }
-                Err(other) => return failed(PutMessageStatus::UnknownError, format!("{other:?}")),
+        let prepare = |msg| match prepare_message(msg, inner.config.max_message_size, None) {
+            Ok(e) => Ok(e),
+            Err(AppendError::PropertiesSizeExceeded(r)) => {
+                Err(failed(PutMessageStatus::PropertiesSizeExceeded, r))
             }
-        }
-        // The append is a memcpy into the mapping under the append lock: done here, on the
-        // async task. Only creating the next file (preallocation, fsyncs) goes to a blocking
-        // thread. Order between puts is decided by the append lock.
-        let total: u64 = encoded.iter().map(|e| e.bytes.len() as u64).sum();
+            Err(AppendError::MessageIllegal(r)) => Err(failed(PutMessageStatus::MessageIllegal, r)),
+            Err(other) => Err(failed(PutMessageStatus::UnknownError, format!("{other:?}"))),
+        };
+        // A single message (the common case) stays on the stack.
+        let mut one: [PreparedEntry<'_>; 1];
+        let mut many: Vec<PreparedEntry<'_>>;
+        let prepared: &mut [PreparedEntry<'_>] = if let [msg] = batch {
+            one = match prepare(msg) {
+                Ok(e) => [e],
+                Err(r) => return r,
+            };
+            &mut one
+        } else {
+            many = match batch.iter().map(prepare).collect::<Result<Vec<_>, _>>() {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            &mut many
+        };
+        let total = match inner.log.check_batch(prepared) {
+            Ok(total) => total,
+            Err(AppendError::MessageIllegal(r)) => {
+                return failed(PutMessageStatus::MessageIllegal, r)
+            }
+            Err(other) => return failed(PutMessageStatus::UnknownError, format!("{other:?}")),
+        };
+        // The append encodes into the mapping under the append lock: done here, on the async
+        // task. Only creating the next file (preallocation, fsyncs) goes to a blocking thread.
+        // Order between puts is decided by the append lock.
         let appended = loop {
-            let error = match inner.log.try_append(&mut encoded, &crate::rt::now_ms) {
+            let error = match inner.log.try_append(prepared, total, &crate::rt::now_ms) {
                 Ok(Some(a)) => break a,
                 Ok(None) => {
                     let worker = inner.clone();
@@ -470,28 +502,62 @@ impl MessageStore {
             .stats
             .put_message_size_total
             .fetch_add(appended.wrote_bytes, Ordering::Relaxed);
+        let end_offset = appended.wrote_offset + appended.wrote_bytes;
         // Dispatch before the reply, so a message acknowledged PUT_OK is pullable at once.
-        // ConsumeQueue and index writes are memcpys into mappings as well.
-        if let Err(e) = inner.dispatch_written() {
+        // ConsumeQueue and index writes are memcpys into mappings as well; the entries are
+        // dispatched from what they were just encoded from, not read back.
+        let dispatched = inner.dispatcher.dispatch_appended(
+            &inner.log,
+            &inner.cq,
+            &*inner.index,
+            appended.wrote_offset,
+            end_offset,
+            prepared.iter().zip(batch).map(|(e, msg)| DispatchEntry {
+                commitlog_offset: e.fields.commitlog_offset as u64,
+                size: e.size as u32,
+                topic: e.fields.topic,
+                queue_id: e.fields.queue_id,
+                queue_offset: e.fields.queue_offset,
+                sys_flag: e.stored_sys_flag(),
+                store_timestamp: e.fields.store_timestamp,
+                properties: &msg.properties,
+            }),
+        );
+        if let Err(e) = dispatched {
+            let e = match e {
+                DispatchError::Store(e) => e,
+                DispatchError::ReplayGap { .. } => unreachable!("live dispatch reports no gaps"),
+            };
             let reason = format!("dispatch to ConsumeQueue/index failed: {e}");
             tracing::error!(%reason, "store poisoned");
             inner.poison(reason.clone());
             return refused(reason);
         }
-        let end_offset = appended.wrote_offset + appended.wrote_bytes;
         if let Some(job) = inner.log.warm_job(end_offset) {
             // Page faults ahead of the writer happen on a blocking thread, not in appends.
             let log = inner.log.clone();
             crate::rt::spawn(async move { crate::rt::blocking(move || log.warm(job)).await });
         }
+        if let Some(job) = inner.index.warm_job() {
+            // Likewise for the index (its slot table is written at random).
+            crate::rt::spawn(async move { crate::rt::blocking(job).await });
+        }
         self.replication.appended(end_offset as i64);
         let store_host = batch[0].store_host;
         let store_host = store_host.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let msg_id = match &appended.commitlog_offsets[..] {
-            [one] => crate::message::msg_id::create_offset_msg_id(store_host, *one as i64),
+        let msg_id = match &*prepared {
+            [one] => crate::message::msg_id::create_offset_msg_id(
+                store_host,
+                one.fields.commitlog_offset,
+            ),
             many => many
                 .iter()
-                .map(|off| crate::message::msg_id::create_offset_msg_id(store_host, *off as i64))
+                .map(|e| {
+                    crate::message::msg_id::create_offset_msg_id(
+                        store_host,
+                        e.fields.commitlog_offset,
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(","),
         };
@@ -500,7 +566,7 @@ impl MessageStore {
             wrote_bytes: appended.wrote_bytes as i32,
             msg_id,
             store_timestamp: appended.store_timestamp,
-            queue_offset: appended.queue_offsets[0],
+            queue_offset: prepared[0].fields.queue_offset,
             msg_num: batch.len() as i32,
         };
         let mut status = PutMessageStatus::PutOk;

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -42,6 +43,10 @@ pub trait ReplicationWaiter: Send + Sync {
 pub struct ReplicationHook {
     waiter: RwLock<Option<Arc<dyn ReplicationWaiter>>>,
     fence: RwLock<Option<String>>,
+    // Mirrors of `waiter.is_some()` / `fence.is_some()`: every put checks both, and a plain
+    // load is cheaper than the lock's atomics when (as almost always) they are unset.
+    has_waiter: AtomicBool,
+    fence_up: AtomicBool,
 }
 
 /// Marker in storePathRootDir: this store served as a master to some slave (written on the
@@ -55,10 +60,27 @@ pub const FENCE_FILE: &str = "ha_fence";
 impl ReplicationHook {
     /// Why writes are refused by HA (None: accepted).
     pub(crate) fn write_fence(&self) -> Option<String> {
+        if !self.fence_up.load(Ordering::Acquire) {
+            return None;
+        }
         self.fence.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn set_fence(&self, reason: Option<String>) {
+        let mut fence = self.fence.write().unwrap_or_else(|e| e.into_inner());
+        self.fence_up.store(reason.is_some(), Ordering::Release);
+        *fence = reason;
+    }
+
+    fn set_waiter(&self, waiter: Arc<dyn ReplicationWaiter>) {
+        *self.waiter.write().unwrap_or_else(|e| e.into_inner()) = Some(waiter);
+        self.has_waiter.store(true, Ordering::Release);
+    }
+
     fn get(&self) -> Option<Arc<dyn ReplicationWaiter>> {
+        if !self.has_waiter.load(Ordering::Acquire) {
+            return None;
+        }
         self.waiter
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -110,11 +132,7 @@ impl MessageStore {
         };
         match &reason {
             Some(r) => {
-                *self
-                    .replication
-                    .fence
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+                self.replication.set_fence(Some(r.clone()));
                 if !inner.disk.exists(&path) {
                     inner.disk.create(&path, 0).map_err(io("create", &path))?;
                     inner.disk.sync_dir(&root).map_err(io("sync dir", &root))?;
@@ -125,11 +143,7 @@ impl MessageStore {
                     inner.disk.remove_file(&path).map_err(io("remove", &path))?;
                     inner.disk.sync_dir(&root).map_err(io("sync dir", &root))?;
                 }
-                *self
-                    .replication
-                    .fence
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
+                self.replication.set_fence(None);
             }
         }
         Ok(())
@@ -179,11 +193,7 @@ impl MessageStore {
 
     /// Installs the SYNC_MASTER waiter (the broker's HA service).
     pub fn set_replication_waiter(&self, waiter: Arc<dyn ReplicationWaiter>) {
-        *self
-            .replication
-            .waiter
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(waiter);
+        self.replication.set_waiter(waiter);
     }
 
     /// CommitLog file size (the master starts an empty slave at its last file's start).

@@ -623,3 +623,84 @@ fn checkpoint_safe_offsets_survive_reopen() {
     assert_eq!(commitlog_flushed_offset, 1 << 33);
     assert_eq!(dispatch_flushed_offset, 12345);
 }
+
+#[tokio::test]
+async fn a_put_whose_dispatch_finds_other_entries_pending_reads_them_from_the_log() {
+    let disk = SimDisk::new();
+    let store = open(&test_config("/s-pending"), &disk).await;
+    let inner = &store.inner;
+    // Two appends nobody has dispatched yet (as when two puts interleave between append and
+    // dispatch): A then B.
+    let (a, b) = (msg("T", 0, b"aaa"), msg("T", 0, b"bbbb"));
+    let mut prepared_a = [prepare_message(&a, 1 << 20, None).expect("prepare")];
+    let mut prepared_b = [prepare_message(&b, 1 << 20, None).expect("prepare")];
+    let now = || 7;
+    let at_a = inner.log.append(&mut prepared_a, &now).expect("append a");
+    let at_b = inner.log.append(&mut prepared_b, &now).expect("append b");
+    fn entry<'a>(p: &PreparedEntry<'a>, m: &'a MessageToStore) -> DispatchEntry<'a> {
+        DispatchEntry {
+            commitlog_offset: p.fields.commitlog_offset as u64,
+            size: p.size as u32,
+            topic: p.fields.topic,
+            queue_id: p.fields.queue_id,
+            queue_offset: p.fields.queue_offset,
+            sys_flag: p.stored_sys_flag(),
+            store_timestamp: p.fields.store_timestamp,
+            properties: &m.properties,
+        }
+    }
+    // B first: A is pending before it, so B's dispatch reads A and B from the log.
+    let end_b = at_b.wrote_offset + at_b.wrote_bytes;
+    let done = inner
+        .dispatcher
+        .dispatch_appended(
+            &inner.log,
+            &inner.cq,
+            &*inner.index,
+            at_b.wrote_offset,
+            end_b,
+            std::iter::once(entry(&prepared_b[0], &b)),
+        )
+        .map_err(|e| format!("{e:?}"))
+        .expect("dispatch b");
+    assert_eq!(done, 2, "A and B dispatched from the log");
+    // A's own dispatch then finds nothing left to do.
+    let done = inner
+        .dispatcher
+        .dispatch_appended(
+            &inner.log,
+            &inner.cq,
+            &*inner.index,
+            at_a.wrote_offset,
+            at_a.wrote_offset + at_a.wrote_bytes,
+            std::iter::once(entry(&prepared_a[0], &a)),
+        )
+        .map_err(|e| format!("{e:?}"))
+        .expect("dispatch a");
+    assert_eq!(done, 0);
+    assert_eq!(inner.dispatcher.reput_offset(), end_b);
+    assert_eq!(
+        bodies(&store, "T", 0),
+        vec![b"aaa".to_vec(), b"bbbb".to_vec()]
+    );
+    // A third put takes the direct path and lands after them.
+    let r = store.put_message(msg("T", 0, b"c")).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    assert_eq!(r.append.expect("append").queue_offset, 2);
+    assert_eq!(
+        bodies(&store, "T", 0),
+        vec![b"aaa".to_vec(), b"bbbb".to_vec(), b"c".to_vec()]
+    );
+    // Index keys came through both paths.
+    for key in ["k3", "k4", "k1"] {
+        assert_eq!(
+            store
+                .query_message("T", key, 10, 0, i64::MAX)
+                .messages
+                .len(),
+            1,
+            "{key}"
+        );
+    }
+    store.shutdown().await;
+}

@@ -1,7 +1,8 @@
-//! Appending to the CommitLog: entries are encoded outside the lock; under the append lock the
-//! store assigns the CommitLog offset, queue offsets (per topic-queue table) and the store
-//! timestamp, writes the BLANK filler when the batch does not fit the current file, and writes
-//! the batch in one `write_at`.
+//! Appending to the CommitLog: messages are checked and measured (and their body CRC computed)
+//! outside the lock; under the append lock the store assigns the CommitLog offset, queue
+//! offsets (per topic-queue table) and the store timestamp, writes the BLANK filler when the
+//! batch does not fit the current file, and encodes the batch straight into the file (in place
+//! in a mapping: no staging buffer) in one write.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -12,13 +13,28 @@ use crate::store::MessageToStore;
 
 use super::{CommitLog, END_FILE_MIN_BLANK_LENGTH};
 
-/// A message encoded with placeholder offsets, ready for the append lock.
+/// A message checked and measured before the append lock; the lock fills in its offsets and
+/// store time, then encodes it.
 #[derive(Debug, Clone)]
-pub struct EncodedEntry {
-    pub topic: String,
-    pub queue_id: i32,
-    pub sys_flag: i32,
-    pub bytes: Vec<u8>,
+pub struct PreparedEntry<'a> {
+    /// Queue offset, CommitLog offset and store timestamp are set by [`CommitLog::try_append`].
+    pub fields: EntryFields<'a>,
+    pub size: usize,
+    pub body_crc: i32,
+}
+
+impl PreparedEntry<'_> {
+    /// SYSFLAG as stored (the encoder sets the IPv6 host bits from the addresses).
+    pub fn stored_sys_flag(&self) -> i32 {
+        let mut f = self.fields.sys_flag & !(sysflag::BORNHOST_V6 | sysflag::STOREHOSTADDRESS_V6);
+        if self.fields.born_host.is_ipv6() {
+            f |= sysflag::BORNHOST_V6;
+        }
+        if self.fields.store_host.is_ipv6() {
+            f |= sysflag::STOREHOSTADDRESS_V6;
+        }
+        f
+    }
 }
 
 /// Why an append did not happen. Nothing was acknowledged in any case.
@@ -33,28 +49,25 @@ pub enum AppendError {
     Io(StoreError),
 }
 
-/// Where an append landed.
+/// Where an append landed (each entry's offsets are in its [`PreparedEntry::fields`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub wrote_offset: u64,
     pub wrote_bytes: u64,
     pub store_timestamp: i64,
-    /// Queue offset of each entry (0 for PREPARED/ROLLBACK transactional entries).
-    pub queue_offsets: Vec<i64>,
-    /// CommitLog offset of each entry.
-    pub commitlog_offsets: Vec<u64>,
 }
 
 fn unspecified_host() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
 }
 
-/// Encodes one message (validating sizes) with zero offsets and store time.
-pub fn encode_message(
+/// Checks one message (sizes, topic, queue id) and measures its entry, with zero offsets and
+/// store time; computes its body CRC here, outside the append lock.
+pub fn prepare_message(
     msg: &MessageToStore,
     max_message_size: usize,
     default_store_host: Option<SocketAddr>,
-) -> Result<EncodedEntry, AppendError> {
+) -> Result<PreparedEntry<'_>, AppendError> {
     if msg.body.len() > max_message_size {
         return Err(AppendError::MessageIllegal(format!(
             "message body size {} exceeds maxMessageSize {max_message_size}",
@@ -99,18 +112,16 @@ pub fn encode_message(
         topic: &msg.topic,
         properties: msg.properties.as_bytes(),
     };
-    let mut bytes = Vec::new();
-    entry::encode_entry(&fields, &mut bytes).map_err(|e| match e {
+    let size = entry::encoded_size(&fields).map_err(|e| match e {
         entry::EncodeError::PropertiesTooLong(_) => {
             AppendError::PropertiesSizeExceeded(e.to_string())
         }
         other => AppendError::MessageIllegal(other.to_string()),
     })?;
-    Ok(EncodedEntry {
-        topic: msg.topic.clone(),
-        queue_id: msg.queue_id,
-        sys_flag: fields.sys_flag,
-        bytes,
+    Ok(PreparedEntry {
+        body_crc: entry::body_crc(&msg.body),
+        fields,
+        size,
     })
 }
 
@@ -135,17 +146,20 @@ fn classify(e: StoreError) -> AppendError {
 
 impl CommitLog {
     /// Checks a batch before the append lock: one topic-queue, fits one file. Returns its size.
-    fn check_batch(&self, batch: &[EncodedEntry]) -> Result<u64, AppendError> {
+    pub fn check_batch(&self, batch: &[PreparedEntry<'_>]) -> Result<u64, AppendError> {
         assert!(!batch.is_empty(), "empty append batch");
         if batch.len() > 1 {
-            let (t, q) = (&batch[0].topic, batch[0].queue_id);
-            if batch.iter().any(|e| &e.topic != t || e.queue_id != q) {
+            let (t, q) = (batch[0].fields.topic, batch[0].fields.queue_id);
+            if batch
+                .iter()
+                .any(|e| e.fields.topic != t || e.fields.queue_id != q)
+            {
                 return Err(AppendError::MessageIllegal(
                     "a batch must target one topic and queue".into(),
                 ));
             }
         }
-        let total: u64 = batch.iter().map(|e| e.bytes.len() as u64).sum();
+        let total: u64 = batch.iter().map(|e| e.size as u64).sum();
         let file_size = self.file_size();
         if total + END_FILE_MIN_BLANK_LENGTH > file_size {
             return Err(AppendError::MessageIllegal(format!(
@@ -161,12 +175,12 @@ impl CommitLog {
     /// and [`Self::make_room`] to keep that off the async workers.
     pub fn append(
         &self,
-        batch: &mut [EncodedEntry],
+        batch: &mut [PreparedEntry<'_>],
         clock_ms: &dyn Fn() -> i64,
     ) -> Result<Appended, AppendError> {
         let total = self.check_batch(batch)?;
         loop {
-            if let Some(appended) = self.try_append(batch, clock_ms)? {
+            if let Some(appended) = self.try_append(batch, total, clock_ms)? {
                 return Ok(appended);
             }
             self.make_room(total)?;
@@ -212,85 +226,104 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Appends `batch` if the last file has room for it; `Ok(None)` (nothing written) when a
-    /// new file is needed first ([`Self::make_room`]). Never blocks on more than the append lock
-    /// and a memcpy into the mapping, so the put path calls it on the async task.
+    /// Appends `batch` (`total` = [`Self::check_batch`]'s answer) if the last file has room for
+    /// it; `Ok(None)` (nothing written) when a new file is needed first ([`Self::make_room`]).
+    /// Never blocks on more than the append lock and encoding into the mapping, so the put path
+    /// calls it on the async task. On success each entry's fields hold its offsets and time.
     pub fn try_append(
         &self,
-        batch: &mut [EncodedEntry],
+        batch: &mut [PreparedEntry<'_>],
+        total: u64,
         clock_ms: &dyn Fn() -> i64,
     ) -> Result<Option<Appended>, AppendError> {
-        let total = self.check_batch(batch)?;
+        debug_assert_eq!(
+            total,
+            batch.iter().map(|e| e.size as u64).sum::<u64>(),
+            "total is the batch's size"
+        );
         let mut st = self.lock_append();
-        let file = match self.files.last() {
-            Some(f) if f.size - f.wrote_pos() >= total + END_FILE_MIN_BLANK_LENGTH => f,
-            _ => return Ok(None),
-        };
+        // The last file changes only under the append lock (we hold it); retention never
+        // removes it.
+        self.files.with_last(|file| {
+            let file = match file {
+                Some(f) if f.size - f.wrote_pos() >= total + END_FILE_MIN_BLANK_LENGTH => f,
+                _ => return Ok(None),
+            };
+            self.append_to(&mut st, file, batch, total, clock_ms)
+                .map(Some)
+        })
+    }
 
+    /// The part of [`Self::try_append`] once a file with room is found.
+    fn append_to(
+        &self,
+        st: &mut super::AppendState,
+        file: &super::MappedFile,
+        batch: &mut [PreparedEntry<'_>],
+        total: u64,
+        clock_ms: &dyn Fn() -> i64,
+    ) -> Result<Appended, AppendError> {
         // Read under the lock so store timestamps follow CommitLog order (as far as the
         // clock allows).
         let store_timestamp = clock_ms();
         let file_pos = file.wrote_pos();
         let wrote_offset = file.start_offset + file_pos;
-        let key = (batch[0].topic.clone(), batch[0].queue_id);
-        let first_queue_offset = st.queue_offsets.get(&key).copied().unwrap_or(0);
+        let (topic, queue_id) = (batch[0].fields.topic, batch[0].fields.queue_id);
+        // One lookup: the queue's slot is updated in place (a new queue is inserted below, once).
+        let slot = st.queue_offsets.get_mut(topic, queue_id);
+        let first_queue_offset = slot.as_deref().copied().unwrap_or(0);
         let mut next_queue_offset = first_queue_offset;
-        let mut queue_offsets = Vec::with_capacity(batch.len());
-        let mut commitlog_offsets = Vec::with_capacity(batch.len());
         let mut entry_offset = wrote_offset;
         for e in batch.iter_mut() {
-            let queue_offset = if takes_queue_offset(e.sys_flag) {
+            e.fields.queue_offset = if takes_queue_offset(e.fields.sys_flag) {
                 next_queue_offset += 1;
                 next_queue_offset - 1
             } else {
                 0
             };
-            entry::patch_entry(
-                &mut e.bytes,
-                queue_offset,
-                entry_offset as i64,
-                store_timestamp,
-            );
-            queue_offsets.push(queue_offset);
-            commitlog_offsets.push(entry_offset);
-            entry_offset += e.bytes.len() as u64;
+            e.fields.commitlog_offset = entry_offset as i64;
+            e.fields.store_timestamp = store_timestamp;
+            entry_offset += e.size as u64;
         }
         assert_eq!(entry_offset - wrote_offset, total, "batch size");
-        let write = |data: &[u8]| {
-            file.file.write_at(file_pos, data).map_err(|source| {
+        // The whole batch is one write, so a failure never leaves part of it behind; on a
+        // mapping the entries are encoded in place.
+        let batch_ref = &*batch;
+        file.file
+            .write_in_place(file_pos, total as usize, &mut |buf: &mut [u8]| {
+                let mut pos = 0;
+                for e in batch_ref {
+                    entry::encode_entry_into(&e.fields, e.body_crc, &mut buf[pos..pos + e.size]);
+                    pos += e.size;
+                }
+            })
+            .map_err(|source| {
                 classify(StoreError::Io {
                     op: "write",
                     path: file.path.clone(),
                     source,
                 })
-            })
-        };
-        if let [single] = &*batch {
-            // The common case goes straight from the encoded entry into the mapping.
-            write(&single.bytes)?;
-        } else {
-            // A batch is one write, so a failure never leaves part of it behind.
-            let mut buf = Vec::with_capacity(total as usize);
-            for e in batch.iter() {
-                buf.extend_from_slice(&e.bytes);
-            }
-            write(&buf)?;
-        }
+            })?;
         // Readers see nothing of the batch until the write position moves.
         file.set_wrote_pos(file_pos + total);
         if next_queue_offset != first_queue_offset {
-            st.queue_offsets.insert(key, next_queue_offset);
+            match slot {
+                Some(next) => *next = next_queue_offset,
+                None => st.queue_offsets.set(topic, queue_id, next_queue_offset),
+            }
         }
         st.last_store_timestamp = store_timestamp;
         st.last_end_offset = wrote_offset + total;
-        debug_assert_eq!(self.files.max_offset(), wrote_offset + total);
-        Ok(Some(Appended {
+        debug_assert_eq!(
+            file.start_offset + file.wrote_pos(),
+            wrote_offset + total,
+            "the write position moved by the batch"
+        );
+        Ok(Appended {
             wrote_offset,
             wrote_bytes: total,
             store_timestamp,
-            queue_offsets,
-            commitlog_offsets,
-        }))
+        })
     }
 
     /// Appends bytes already laid out as entries at exactly `commitlog_offset` (replication

@@ -44,10 +44,60 @@ pub enum EntryKind {
     Invalid(String),
 }
 
+/// Next queue offset per topic-queue, looked up by `&str` (an append must not allocate a key
+/// to find its queue; only a queue's first append inserts one).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueOffsetTable {
+    topics: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+impl QueueOffsetTable {
+    pub fn get(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        self.topics.get(topic)?.get(&queue_id).copied()
+    }
+
+    pub fn get_mut(&mut self, topic: &str, queue_id: i32) -> Option<&mut i64> {
+        self.topics.get_mut(topic)?.get_mut(&queue_id)
+    }
+
+    pub fn set(&mut self, topic: &str, queue_id: i32, next_queue_offset: i64) {
+        match self.topics.get_mut(topic) {
+            Some(queues) => {
+                queues.insert(queue_id, next_queue_offset);
+            }
+            None => {
+                self.topics.insert(
+                    topic.to_string(),
+                    BTreeMap::from([(queue_id, next_queue_offset)]),
+                );
+            }
+        }
+    }
+
+    /// Drops every queue of these topics.
+    pub fn remove_topics(&mut self, topics: &[String]) {
+        self.topics.retain(|t, _| !topics.contains(t));
+    }
+}
+
+impl From<BTreeMap<(String, i32), i64>> for QueueOffsetTable {
+    fn from(flat: BTreeMap<(String, i32), i64>) -> Self {
+        let mut table = QueueOffsetTable::default();
+        for ((topic, queue_id), next) in flat {
+            table
+                .topics
+                .entry(topic)
+                .or_default()
+                .insert(queue_id, next);
+        }
+        table
+    }
+}
+
 /// Per topic-queue next queue offsets plus what the last append left behind.
 #[derive(Debug, Default)]
 pub struct AppendState {
-    pub queue_offsets: BTreeMap<(String, i32), i64>,
+    pub queue_offsets: QueueOffsetTable,
     /// Store timestamp of the newest entry and the offset one past it (for the checkpoint).
     pub last_store_timestamp: i64,
     pub last_end_offset: u64,
@@ -106,7 +156,10 @@ impl CommitLog {
     /// when the writer is within half a warm-up of the prefaulted end (and no job runs).
     /// None for disks without mappings. Run the job with [`Self::warm`] off the async task.
     pub fn warm_job(&self, end_offset: u64) -> Option<WarmJob> {
-        if end_offset + WARM_AHEAD_BYTES / 2 <= self.warmed_to.load(Ordering::Acquire) {
+        if end_offset + WARM_AHEAD_BYTES / 2 <= self.warmed_to.load(Ordering::Acquire)
+            || self.warming.load(Ordering::Acquire)
+        {
+            // Far enough ahead, or a job is running: plain loads, no lock (every put asks).
             return None;
         }
         let file = self.files.last()?;
@@ -183,16 +236,13 @@ impl CommitLog {
 
     /// Next queue offset the log would assign in a queue.
     pub fn queue_offset(&self, topic: &str, queue_id: i32) -> Option<i64> {
-        self.lock_append()
-            .queue_offsets
-            .get(&(topic.to_string(), queue_id))
-            .copied()
+        self.lock_append().queue_offsets.get(topic, queue_id)
     }
 
     /// Drops the queue offsets of deleted topics.
     pub fn remove_topics(&self, topics: &[String]) {
         let mut st = self.lock_append();
-        st.queue_offsets.retain(|(t, _), _| !topics.contains(t));
+        st.queue_offsets.remove_topics(topics);
     }
 
     /// Reads what sits at `commitlog_offset` without trusting it: a full message entry (size,

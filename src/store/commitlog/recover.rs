@@ -337,7 +337,7 @@ impl CommitLog {
                 *next = (*next - 1).max(0);
             }
         }
-        self.lock_append().queue_offsets = table;
+        self.lock_append().queue_offsets = table.into();
 
         let elapsed = started.elapsed().as_secs_f64();
         let mb_per_s = if elapsed > 0.0 {

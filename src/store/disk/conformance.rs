@@ -24,6 +24,7 @@ const CASES: &[(&str, Case)] = &[
     ("space_and_mtime", case_space_and_mtime),
     ("create_truncates_existing", case_create_truncates),
     ("sync_calls_succeed", case_syncs),
+    ("write_many_and_in_place", case_write_many_and_in_place),
 ];
 
 fn run_all(disk: &dyn Disk, root: &Path) {
@@ -446,4 +447,37 @@ fn clones_share_state() {
     let other: Arc<dyn Disk> = Arc::new(disk.clone());
     other.create(&dir.join("f"), 1).expect("create");
     assert!(disk.exists(&dir.join("f")));
+}
+
+fn case_write_many_and_in_place(disk: &dyn Disk, dir: &Path) {
+    let path = dir.join("f");
+    let file = disk.create(&path, 64).expect("create");
+    file.write_at_many(&[(0, b"ab"), (10, b"cd"), (1, b"X"), (20, b"")])
+        .expect("write many");
+    // In place inside the file, and growing it (the fill sees exactly `len` bytes).
+    file.write_in_place(30, 4, &mut |buf: &mut [u8]| {
+        assert_eq!(buf.len(), 4);
+        buf.copy_from_slice(b"wxyz");
+    })
+    .expect("in place");
+    file.write_in_place(62, 4, &mut |buf: &mut [u8]| buf.copy_from_slice(b"1234"))
+        .expect("in place, growing");
+    file.write_at_many(&[(66, b"56"), (0, b"A")])
+        .expect("write many, growing");
+    assert_eq!(file.len(), 68);
+    let mut buf = vec![0u8; 68];
+    file.read_at(0, &mut buf).expect("read");
+    let mut expected = vec![0u8; 68];
+    expected[..2].copy_from_slice(b"AX");
+    expected[10..12].copy_from_slice(b"cd");
+    expected[30..34].copy_from_slice(b"wxyz");
+    expected[62..68].copy_from_slice(b"123456");
+    assert_eq!(buf, expected);
+    drop(file);
+    let mut again = vec![0u8; 68];
+    disk.open(&path)
+        .expect("reopen")
+        .read_at(0, &mut again)
+        .expect("read again");
+    assert_eq!(again, expected);
 }

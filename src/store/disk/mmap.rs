@@ -123,35 +123,84 @@ impl SegmentFile for MmapFile {
     }
 
     fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
+        self.write_at_many(&[(pos, data)])
+    }
+
+    fn write_at_many(&self, writes: &[(u64, &[u8])]) -> io::Result<()> {
+        let mut end = 0;
+        for (pos, data) in writes {
+            let write_end = pos
+                .checked_add(data.len() as u64)
+                .ok_or_else(|| out_of_range(*pos, data.len(), u64::MAX))?;
+            if !data.is_empty() {
+                end = end.max(write_end);
+            }
+        }
+        if end == 0 {
             return Ok(());
         }
-        let end = pos
-            .checked_add(data.len() as u64)
-            .ok_or_else(|| out_of_range(pos, data.len(), self.len()))?;
-        if end > self.len() {
-            self.remap(end)?;
-        }
-        let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+        // One read lock for every write (the lock's atomics cost more than a small memcpy).
+        let mut mapping = self.map.read().map_err(|_| lock_poisoned())?;
         if end > mapping.len {
-            // Shrunk concurrently between remap and read lock: refuse rather than corrupt.
-            return Err(out_of_range(pos, data.len(), mapping.len));
+            drop(mapping);
+            self.remap(end)?;
+            mapping = self.map.read().map_err(|_| lock_poisoned())?;
+            if end > mapping.len {
+                // Shrunk concurrently between remap and read lock: refuse rather than corrupt.
+                return Err(out_of_range(0, end as usize, mapping.len));
+            }
         }
         let raw = mapping
             .raw
             .as_ref()
-            .ok_or_else(|| out_of_range(pos, data.len(), 0))?;
-        // SAFETY: [pos, end) is inside the mapping and it cannot be replaced while the read
-        // lock is held. Writers of one file are serialized by their owner (CommitLog append
-        // lock, CQ dispatch), so no two writes overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                raw.as_mut_ptr().add(pos as usize),
-                data.len(),
-            );
+            .ok_or_else(|| out_of_range(0, end as usize, 0))?;
+        for (pos, data) in writes {
+            // SAFETY: [pos, pos + len) ends at or below `end`, inside the mapping, which cannot
+            // be replaced while the read lock is held. Writers of one file are serialized by
+            // their owner (CommitLog append lock, CQ queue lock, index write lock), so no two
+            // writes overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    raw.as_mut_ptr().add(*pos as usize),
+                    data.len(),
+                );
+            }
         }
         Ok(())
+    }
+
+    fn write_in_place(
+        &self,
+        pos: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        {
+            let mapping = self.map.read().map_err(|_| lock_poisoned())?;
+            let end = pos
+                .checked_add(len as u64)
+                .ok_or_else(|| out_of_range(pos, len, mapping.len))?;
+            if let (true, Some(raw)) = (end <= mapping.len, mapping.raw.as_ref()) {
+                // SAFETY: [pos, end) is inside the mapping (checked above), which cannot be
+                // replaced while the read lock is held. Writers of one file are serialized by
+                // their owner (the CommitLog append lock) and readers never look at bytes past
+                // the published write position, so nothing else accesses this range while the
+                // slice lives. Every bit pattern is a valid u8.
+                let buf = unsafe {
+                    std::slice::from_raw_parts_mut(raw.as_mut_ptr().add(pos as usize), len)
+                };
+                fill(buf);
+                return Ok(());
+            }
+        }
+        // Growing the file: through a buffer and `write_at`, which remaps.
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        self.write_at(pos, &buf)
     }
 
     fn sync_range(&self, pos: u64, len: u64) -> io::Result<()> {

@@ -24,6 +24,28 @@ pub trait SegmentFile: Send + Sync {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `data` at `pos`, growing the file if needed. Not durable until synced.
     fn write_at(&self, pos: u64, data: &[u8]) -> io::Result<()>;
+    /// Several [`Self::write_at`]s in order, as one call (a mapped file takes its lock once).
+    /// Not atomic: a failure may leave a prefix of them written, as separate calls would.
+    fn write_at_many(&self, writes: &[(u64, &[u8])]) -> io::Result<()> {
+        for (pos, data) in writes {
+            self.write_at(*pos, data)?;
+        }
+        Ok(())
+    }
+    /// Writes `len` bytes at `pos` produced by `fill`, which gets a buffer of exactly `len`
+    /// bytes of unspecified content and must write every byte of it. Same contract as [`Self::write_at`] (one write, not durable until synced);
+    /// a mapped file hands `fill` the mapped bytes themselves, so the caller's encoding is the
+    /// only copy (the CommitLog append encodes entries this way). `fill` must write every byte.
+    fn write_in_place(
+        &self,
+        pos: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        self.write_at(pos, &buf)
+    }
     /// Makes bytes in `[pos, pos+len)` durable (msync/fsync).
     fn sync_range(&self, pos: u64, len: u64) -> io::Result<()>;
     /// Makes the whole file durable, including its length.
