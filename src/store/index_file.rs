@@ -315,6 +315,11 @@ pub struct IndexFile {
 /// hit at random (5,000,000 slots: 20 MB, otherwise a page fault each on first touch).
 pub const INDEX_WARM_AHEAD_BYTES: u64 = 1024 * 1024;
 
+/// Entries a file holds before its first warm-up job: a broker that took a few sends keeps the
+/// slot table (20 MB) out of its resident set (idle RSS); under load the threshold is reached
+/// within milliseconds and costs at most this many page faults on the put path.
+pub const INDEX_WARM_MIN_ENTRIES: i32 = 4096;
+
 impl IndexFile {
     pub fn path(&self) -> &Path {
         &self.path
@@ -385,6 +390,7 @@ impl IndexFile {
             return Ok(false);
         }
         if self.prefaults
+            && header.index_count >= INDEX_WARM_MIN_ENTRIES
             && self.entry_pos(header.index_count) + INDEX_WARM_AHEAD_BYTES / 2
                 > self.warmed_to.load(Ordering::Relaxed)
         {

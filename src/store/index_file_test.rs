@@ -431,18 +431,36 @@ fn warm_jobs_map_in_the_slot_table_then_entries_ahead_of_the_writer() {
     let svc = IndexService::open(disk, tmp.path(), 1000, 200_000).expect("open");
     assert!(svc.warm_job().is_none(), "nothing written, nothing due");
     svc.build_index("T", &["k0"], 0, 1_000).expect("put");
-    let job = svc.warm_job().expect("first put wants the slot table");
+    assert!(
+        svc.warm_job().is_none(),
+        "a few puts map nothing in (idle RSS)"
+    );
+    let first_warm = INDEX_WARM_MIN_ENTRIES as i64;
+    for i in 1..first_warm - 1 {
+        svc.build_index("T", &["w"], i * 100, 1_000 + i)
+            .expect("put");
+    }
+    assert!(svc.warm_job().is_none(), "below the threshold");
+    svc.build_index("T", &["w"], (first_warm - 1) * 100, 1_000 + first_warm - 1)
+        .expect("put");
+    let job = svc
+        .warm_job()
+        .expect("the threshold-th put wants the slot table");
     assert!(svc.warm_job().is_none(), "one job at a time");
     job();
     let file = svc.files().last().cloned().expect("file");
     let slots_end = INDEX_HEADER_SIZE + 1000 * HASH_SLOT_SIZE;
     let warmed = file.warmed_to.load(Ordering::Acquire);
-    assert!(warmed >= slots_end + INDEX_WARM_AHEAD_BYTES, "{warmed}");
-    svc.build_index("T", &["k1"], 100, 1_001).expect("put");
+    assert!(
+        warmed >= slots_end + first_warm as u64 * INDEX_ENTRY_SIZE + INDEX_WARM_AHEAD_BYTES,
+        "{warmed}"
+    );
+    svc.build_index("T", &["k1"], first_warm * 100, 1_000 + first_warm)
+        .expect("put");
     assert!(svc.warm_job().is_none(), "far from the warmed end");
     // Write until the newest entry is within half a window of the warmed end.
     let per_half = INDEX_WARM_AHEAD_BYTES / 2 / INDEX_ENTRY_SIZE;
-    for i in 2..(per_half + 10) as i64 {
+    for i in first_warm + 1..first_warm + (per_half + 10) as i64 {
         svc.build_index("T", &["k"], i * 100, 1_000 + i)
             .expect("put");
     }
@@ -451,5 +469,5 @@ fn warm_jobs_map_in_the_slot_table_then_entries_ahead_of_the_writer() {
     assert!(file.warmed_to.load(Ordering::Acquire) > warmed);
     // Warming changes no byte: every key is still found.
     assert_eq!(all(&svc, "T", "k0"), vec![0]);
-    assert_eq!(all(&svc, "T", "k1"), vec![100]);
+    assert_eq!(all(&svc, "T", "k1"), vec![first_warm * 100]);
 }
