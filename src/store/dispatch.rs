@@ -11,7 +11,7 @@ use crate::message::properties::{
     scan_dispatch_properties, tags_hash_code, DispatchProperties, DELAY, TAGS,
 };
 use crate::message::sysflag;
-use crate::store::commitlog::append::takes_queue_offset;
+use crate::store::commitlog::append::{takes_queue_offset, PreparedEntry};
 use crate::store::commitlog::{CommitLog, EntryKind};
 use crate::store::consume_queue::{ConsumeQueue, ConsumeQueueError, ConsumeQueueStore};
 use crate::store::error::StoreError;
@@ -122,6 +122,21 @@ impl<'a> DispatchEntry<'a> {
             sys_flag: view.sys_flag,
             store_timestamp: view.store_timestamp,
             properties: view.properties,
+        }
+    }
+
+    /// The fields an append just encoded `entry` from (its `properties` are the message's
+    /// property string, which the encoder copied verbatim).
+    pub fn from_prepared(entry: &PreparedEntry<'a>, properties: &'a str) -> Self {
+        DispatchEntry {
+            commitlog_offset: entry.fields.commitlog_offset as u64,
+            size: entry.size as u32,
+            topic: entry.fields.topic,
+            queue_id: entry.fields.queue_id,
+            queue_offset: entry.fields.queue_offset,
+            sys_flag: entry.stored_sys_flag(),
+            store_timestamp: entry.fields.store_timestamp,
+            properties,
         }
     }
 

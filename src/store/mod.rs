@@ -512,16 +512,10 @@ impl MessageStore {
             &*inner.index,
             appended.wrote_offset,
             end_offset,
-            prepared.iter().zip(batch).map(|(e, msg)| DispatchEntry {
-                commitlog_offset: e.fields.commitlog_offset as u64,
-                size: e.size as u32,
-                topic: e.fields.topic,
-                queue_id: e.fields.queue_id,
-                queue_offset: e.fields.queue_offset,
-                sys_flag: e.stored_sys_flag(),
-                store_timestamp: e.fields.store_timestamp,
-                properties: &msg.properties,
-            }),
+            prepared
+                .iter()
+                .zip(batch)
+                .map(|(e, msg)| DispatchEntry::from_prepared(e, &msg.properties)),
         );
         if let Err(e) = dispatched {
             let e = match e {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::commitlog::append::Appended;
 use super::disk::sim::{CrashMode, Fault, FaultOp, SeededRng, SimDisk};
 use super::*;
 use crate::message::entry::decode_entry;
@@ -637,46 +638,27 @@ async fn a_put_whose_dispatch_finds_other_entries_pending_reads_them_from_the_lo
     let now = || 7;
     let at_a = inner.log.append(&mut prepared_a, &now).expect("append a");
     let at_b = inner.log.append(&mut prepared_b, &now).expect("append b");
-    fn entry<'a>(p: &PreparedEntry<'a>, m: &'a MessageToStore) -> DispatchEntry<'a> {
-        DispatchEntry {
-            commitlog_offset: p.fields.commitlog_offset as u64,
-            size: p.size as u32,
-            topic: p.fields.topic,
-            queue_id: p.fields.queue_id,
-            queue_offset: p.fields.queue_offset,
-            sys_flag: p.stored_sys_flag(),
-            store_timestamp: p.fields.store_timestamp,
-            properties: &m.properties,
-        }
-    }
+    // Dispatches one appended entry the way put_message does; returns how many were dispatched.
+    let dispatch = |p: &PreparedEntry, m: &MessageToStore, at: &Appended| {
+        inner
+            .dispatcher
+            .dispatch_appended(
+                &inner.log,
+                &inner.cq,
+                &*inner.index,
+                at.wrote_offset,
+                at.wrote_offset + at.wrote_bytes,
+                std::iter::once(DispatchEntry::from_prepared(p, &m.properties)),
+            )
+            .map_err(|e| format!("{e:?}"))
+            .expect("dispatch")
+    };
     // B first: A is pending before it, so B's dispatch reads A and B from the log.
     let end_b = at_b.wrote_offset + at_b.wrote_bytes;
-    let done = inner
-        .dispatcher
-        .dispatch_appended(
-            &inner.log,
-            &inner.cq,
-            &*inner.index,
-            at_b.wrote_offset,
-            end_b,
-            std::iter::once(entry(&prepared_b[0], &b)),
-        )
-        .map_err(|e| format!("{e:?}"))
-        .expect("dispatch b");
+    let done = dispatch(&prepared_b[0], &b, &at_b);
     assert_eq!(done, 2, "A and B dispatched from the log");
     // A's own dispatch then finds nothing left to do.
-    let done = inner
-        .dispatcher
-        .dispatch_appended(
-            &inner.log,
-            &inner.cq,
-            &*inner.index,
-            at_a.wrote_offset,
-            at_a.wrote_offset + at_a.wrote_bytes,
-            std::iter::once(entry(&prepared_a[0], &a)),
-        )
-        .map_err(|e| format!("{e:?}"))
-        .expect("dispatch a");
+    let done = dispatch(&prepared_a[0], &a, &at_a);
     assert_eq!(done, 0);
     assert_eq!(inner.dispatcher.reput_offset(), end_b);
     assert_eq!(
