@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::store::disk::{Disk, SegmentFile};
+use crate::store::disk::{Disk, SegmentFile, WriteMode};
 use crate::store::error::StoreError;
 
 /// File name of a mapped file starting at `commitlog_offset`.
@@ -81,6 +81,8 @@ pub struct MappedFileQueue {
     dir: PathBuf,
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
+    /// Write mode of every file, loaded or created later (see [`Self::with_write_mode`]).
+    write_mode: WriteMode,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -199,6 +201,7 @@ impl MappedFileQueue {
             disk,
             dir: dir.to_path_buf(),
             file_size,
+            write_mode: WriteMode::default(),
             files: RwLock::new(files),
         })
     }
@@ -256,6 +259,15 @@ impl MappedFileQueue {
         Some(file.clone())
     }
 
+    /// Sets the write mode of the loaded files and of every file created from now on.
+    pub fn with_write_mode(mut self, write_mode: WriteMode) -> Self {
+        self.write_mode = write_mode;
+        for file in self.files() {
+            file.file.set_write_mode(write_mode);
+        }
+        self
+    }
+
     /// Creates the file starting at `start_offset` (it must follow the last file) and makes its
     /// directory entry durable, so a synced append into it survives power loss.
     pub fn create_next(&self, start_offset: u64) -> Result<Arc<MappedFile>, StoreError> {
@@ -268,6 +280,7 @@ impl MappedFileQueue {
             .disk
             .create(&path, self.file_size)
             .map_err(io_err("create", &path))?;
+        file.set_write_mode(self.write_mode);
         // Length first, then the directory entry: a power loss must never leave a named
         // CommitLog file shorter than its fixed size.
         if let Err(e) = file.sync_all() {

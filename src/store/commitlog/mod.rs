@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use crate::message::entry::{self, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2};
-use crate::store::disk::Disk;
+use crate::store::disk::{Disk, WriteMode};
 use crate::store::error::StoreError;
 
 pub use mapped_file_queue::{MappedFile, MappedFileQueue};
@@ -140,7 +140,13 @@ impl CommitLog {
             disk,
             &config.commitlog_dir(),
             config.mapped_file_size_commitlog,
-        )?;
+        )?
+        // SYNC_FLUSH is bounded by how many fsyncs per second the disk completes, and pages
+        // written by pwrite sync faster than pages stored through the mapping (WriteMode).
+        .with_write_mode(match config.flush_disk_type {
+            crate::store::FlushDiskType::SyncFlush => WriteMode::Syscall,
+            crate::store::FlushDiskType::AsyncFlush => WriteMode::Mapped,
+        });
         Ok(CommitLog {
             files,
             append_state: Mutex::new(AppendState::default()),

@@ -43,6 +43,15 @@ fn conformance_mmap() {
     run_all(&disk, tmp.path());
 }
 
+/// The same cases with every file writing through pwrite (the CommitLog under SYNC_FLUSH).
+#[cfg(not(madsim))]
+#[test]
+fn conformance_mmap_syscall_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disk = super::mmap::MmapDisk::with_write_mode(super::WriteMode::Syscall);
+    run_all(&disk, tmp.path());
+}
+
 #[test]
 fn conformance_sim() {
     let disk = SimDisk::new();

@@ -1,25 +1,36 @@
-//! Production disk: files mapped with memmap2, writes are memcpy into the mapping, `sync_range`
+//! Production disk: files mapped with memmap2, writes are memcpy into the mapping (or pwrite, in
+//! [`WriteMode::Syscall`]), reads always from the mapping, `sync_range`
 //! is msync of the touched pages, `sync_all` is msync + fsync, `sync_dir` fsyncs the directory.
 //! This module is the seam: it is the one place in the store allowed to use `std::fs`.
 //! OWNER: store helper.
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use memmap2::MmapRaw;
 
-use super::{Disk, DiskLock, DiskSpace, SegmentFile};
+use super::{Disk, DiskLock, DiskSpace, SegmentFile, WriteMode};
 
 /// The real file system, files accessed through memory maps.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct MmapDisk;
+pub struct MmapDisk {
+    /// Write mode of every file this disk creates or opens (callers may change it per file).
+    write_mode: WriteMode,
+}
 
 impl MmapDisk {
     pub fn new() -> MmapDisk {
-        MmapDisk
+        MmapDisk::default()
+    }
+
+    /// A disk whose files start in `write_mode` (the conformance suite runs both modes).
+    pub fn with_write_mode(write_mode: WriteMode) -> MmapDisk {
+        MmapDisk { write_mode }
     }
 }
 
@@ -28,6 +39,11 @@ impl MmapDisk {
 pub struct MmapFile {
     file: File,
     map: RwLock<Mapping>,
+    /// [`WriteMode::Syscall`]: writes go through pwrite instead of the mapping.
+    write_by_syscall: AtomicBool,
+    /// `write_in_place` encodes here before the pwrite in syscall mode (writers of one file are
+    /// serialized by its owner, so this lock is never contended).
+    scratch: Mutex<Vec<u8>>,
 }
 
 struct Mapping {
@@ -54,13 +70,19 @@ fn map_file(file: &File, len: u64) -> io::Result<Option<MmapRaw>> {
 }
 
 impl MmapFile {
-    fn open_file(file: File) -> io::Result<MmapFile> {
+    fn open_file(file: File, write_mode: WriteMode) -> io::Result<MmapFile> {
         let len = file.metadata()?.len();
         let raw = map_file(&file, len)?;
         Ok(MmapFile {
             file,
             map: RwLock::new(Mapping { len, raw }),
+            write_by_syscall: AtomicBool::new(write_mode == WriteMode::Syscall),
+            scratch: Mutex::new(Vec::new()),
         })
+    }
+
+    fn writes_by_syscall(&self) -> bool {
+        self.write_by_syscall.load(Ordering::Relaxed)
     }
 
     fn remap(&self, len: u64) -> io::Result<()> {
@@ -150,6 +172,14 @@ impl SegmentFile for MmapFile {
                 return Err(out_of_range(0, end as usize, mapping.len));
             }
         }
+        if self.writes_by_syscall() {
+            // The mapping (checked to cover `end` above) is kept only so the file is not
+            // shrunk under concurrent readers; the bytes go through the page cache directly.
+            for (pos, data) in writes {
+                self.file.write_all_at(data, *pos)?;
+            }
+            return Ok(());
+        }
         let raw = mapping
             .raw
             .as_ref()
@@ -178,6 +208,13 @@ impl SegmentFile for MmapFile {
     ) -> io::Result<()> {
         if len == 0 {
             return Ok(());
+        }
+        if self.writes_by_syscall() {
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            scratch.clear();
+            scratch.resize(len, 0);
+            fill(&mut scratch);
+            return self.write_at(pos, &scratch);
         }
         {
             let mapping = self.map.read().map_err(|_| lock_poisoned())?;
@@ -230,8 +267,15 @@ impl SegmentFile for MmapFile {
         self.remap(len)
     }
 
+    fn set_write_mode(&self, mode: WriteMode) {
+        self.write_by_syscall
+            .store(mode == WriteMode::Syscall, Ordering::Relaxed);
+    }
+
     fn supports_prefault(&self) -> bool {
-        true
+        // Write-prefaulting dirties pages through the mapping, which is what syscall mode
+        // avoids; read prefaults (recovery) are still served by `prefault`.
+        !self.writes_by_syscall()
     }
 
     fn prefault(&self, pos: u64, len: u64, for_write: bool) -> io::Result<()> {
@@ -248,6 +292,9 @@ impl SegmentFile for MmapFile {
         // MADV_POPULATE_WRITE / _READ (Linux 5.14+) fault the pages in without touching their
         // contents, so they are safe next to concurrent appends. (Write-populating a range
         // that is only read would dirty every page of it.)
+        if for_write && self.writes_by_syscall() {
+            return Ok(());
+        }
         let advice = if for_write {
             memmap2::Advice::PopulateWrite
         } else {
@@ -301,12 +348,12 @@ impl Disk for MmapDisk {
                 return Err(io::Error::from_raw_os_error(rc));
             }
         }
-        Ok(Arc::new(MmapFile::open_file(file)?))
+        Ok(Arc::new(MmapFile::open_file(file, self.write_mode)?))
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Arc::new(MmapFile::open_file(file)?))
+        Ok(Arc::new(MmapFile::open_file(file, self.write_mode)?))
     }
 
     fn exists(&self, path: &Path) -> bool {
