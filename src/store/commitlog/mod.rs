@@ -124,6 +124,10 @@ pub struct CommitLog {
 /// figure is ~this much file-backed memory), so keep it modest.
 pub const WARM_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 
+/// try_lock attempts (each followed by a spin-loop hint) before the append lock blocks: a few
+/// microseconds, longer than the lock is normally held.
+const APPEND_LOCK_SPINS: u32 = 256;
+
 /// A range of one file to prefault (see [`CommitLog::warm_job`]).
 pub struct WarmJob {
     file: Arc<MappedFile>,
@@ -211,6 +215,17 @@ impl CommitLog {
     }
 
     pub(crate) fn lock_append(&self) -> MutexGuard<'_, AppendState> {
+        // Held for one entry's encoding and write: well under a microsecond, about two with
+        // the pwrite of SYNC_FLUSH. A contended std Mutex spins only briefly before a futex
+        // sleep, and the sleep and wake-up cost several times the wait (perf: 9% of SYNC_FLUSH
+        // CPU at 64 writers was this context switch), so spin on try_lock first.
+        for _ in 0..APPEND_LOCK_SPINS {
+            match self.append_state.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
         self.append_state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
