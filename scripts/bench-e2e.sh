@@ -154,6 +154,15 @@ for flush in $FLUSHES; do
             for conc in ${HALF_CONC:-1 16 64}; do
                 LABEL=HALFPEAK produce_consume "$flush" "$size" "$conc" --tps "$half"
             done
+            # The same load with the pacer waking once per PACE_TICK_US (default 100 us)
+            # instead of once per request: its wake-ups compete with the broker for the
+            # machine's two cores (see mqbench --pace-tick-us).
+            if (( ${PACE_TICK_US:-100} > 0 )); then
+                for conc in ${HALF_TICK_CONC:-16 64}; do
+                    LABEL=HALFTICK produce_consume "$flush" "$size" "$conc" --tps "$half" \
+                        --pace-tick-us "${PACE_TICK_US:-100}"
+                done
+            fi
         done
         if (( BATCH_SIZE > 1 )); then
             for size in $sizes; do
@@ -268,10 +277,10 @@ done
         echo "| $flush | $size | $conc | $p | $(cat "$OUT/broker-cpu-$tag.us" 2>/dev/null || echo -) | $c | $(( $(cat "$OUT/load-rss-$tag.kib") / 1024 )) / $(( $(cat "$OUT/load-rss-$tag.kib.anon") / 1024 )) MiB |"
     done
     echo
-    for f in "$OUT"/produce-HALFPEAK-*.json; do
+    for f in "$OUT"/produce-HALFPEAK-*.json "$OUT"/produce-HALFTICK-*.json; do
         [[ -e "$f" ]] || continue
         size=$(jq -r .size_bytes "$f")
-        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max); from the scheduled time p50 \(.send_latency_from_scheduled_us.p50) p99 \(.send_latency_from_scheduled_us.p99) p999 \(.send_latency_from_scheduled_us.p999) (pacer wake lag p99 \(.pacer_wake_lag_us.p99))"' "$f"
+        jq -r --arg peak "$(cat "$OUT/peak-$size.tps")" '"at ~50% of peak (\($peak) msg/s), \(.size_bytes) B, \(.concurrency) sender(s), target \(.target_tps) msg/s, pace tick \(.pace_tick_us) us: achieved \(.tps|floor) msg/s, send latency us p50 \(.send_latency_us.p50) p99 \(.send_latency_us.p99) p999 \(.send_latency_us.p999) max \(.send_latency_us.max); from the scheduled time p50 \(.send_latency_from_scheduled_us.p50) p99 \(.send_latency_from_scheduled_us.p99) p999 \(.send_latency_from_scheduled_us.p999) (pacer wake lag p99 \(.pacer_wake_lag_us.p99))"' "$f"
     done
     for f in "$OUT"/store-append-*.json; do
         [[ -e "$f" ]] || continue
