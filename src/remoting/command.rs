@@ -151,12 +151,21 @@ impl ExtFields {
         let arena = self.arena.as_bytes();
         let key = key.as_bytes();
         let key_of = |&(k, v, _): &(u32, u32, u32)| &arena[k as usize..v as usize];
+        // Keys mostly differ in their first byte (SEND_MESSAGE_V2's are single letters): decide
+        // on it inline, and call the slice comparison (a memcmp call) only on a tie.
+        let cmp = |e: &(u32, u32, u32)| {
+            let k = key_of(e);
+            match (k.first(), key.first()) {
+                (Some(a), Some(b)) if a != b => a.cmp(b),
+                _ => k.cmp(key),
+            }
+        };
         // Fields usually arrive in key order (we, and fastjson for sorted maps, write them so):
         // appending at the end is checked first.
         match self.entries.last() {
             None => Err(0),
-            Some(last) if key_of(last) < key => Err(self.entries.len()),
-            _ => self.entries.binary_search_by(|e| key_of(e).cmp(key)),
+            Some(last) if cmp(last) == std::cmp::Ordering::Less => Err(self.entries.len()),
+            _ => self.entries.binary_search_by(cmp),
         }
     }
 
