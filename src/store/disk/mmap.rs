@@ -41,8 +41,9 @@ pub struct MmapFile {
     map: RwLock<Mapping>,
     /// [`WriteMode::Syscall`]: writes go through pwrite instead of the mapping.
     write_by_syscall: AtomicBool,
-    /// `write_in_place` encodes here before the pwrite in syscall mode (writers of one file are
-    /// serialized by its owner, so this lock is never contended).
+    /// `write_in_place` encodes here when it cannot encode into the mapping: in syscall mode
+    /// (before the pwrite) and when the write grows the file. Writers of one file are
+    /// serialized by its owner, so this lock is never contended.
     scratch: Mutex<Vec<u8>>,
 }
 
@@ -209,14 +210,7 @@ impl SegmentFile for MmapFile {
         if len == 0 {
             return Ok(());
         }
-        if self.writes_by_syscall() {
-            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-            scratch.clear();
-            scratch.resize(len, 0);
-            fill(&mut scratch);
-            return self.write_at(pos, &scratch);
-        }
-        {
+        if !self.writes_by_syscall() {
             let mapping = self.map.read().map_err(|_| lock_poisoned())?;
             let end = pos
                 .checked_add(len as u64)
@@ -234,10 +228,9 @@ impl SegmentFile for MmapFile {
                 return Ok(());
             }
         }
-        // Growing the file: through a buffer and `write_at`, which remaps.
-        let mut buf = vec![0u8; len];
-        fill(&mut buf);
-        self.write_at(pos, &buf)
+        // Syscall mode (pwrite), or growing the file (`write_at` remaps): through the buffer.
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        super::write_through_buffer(self, &mut scratch, pos, len, fill)
     }
 
     fn sync_range(&self, pos: u64, len: u64) -> io::Result<()> {

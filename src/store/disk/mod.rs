@@ -55,9 +55,7 @@ pub trait SegmentFile: Send + Sync {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> io::Result<()> {
-        let mut buf = vec![0u8; len];
-        fill(&mut buf);
-        self.write_at(pos, &buf)
+        write_through_buffer(self, &mut Vec::new(), pos, len, fill)
     }
     /// Makes bytes in `[pos, pos+len)` durable (msync/fsync).
     fn sync_range(&self, pos: u64, len: u64) -> io::Result<()>;
@@ -81,6 +79,21 @@ pub trait SegmentFile: Send + Sync {
         let _ = (pos, len, for_write);
         Ok(())
     }
+}
+
+/// [`SegmentFile::write_in_place`] by way of `buf`: `fill` gets `len` bytes of it, then one
+/// [`SegmentFile::write_at`] writes them (for files that cannot hand out their own bytes).
+pub(crate) fn write_through_buffer<F: SegmentFile + ?Sized>(
+    file: &F,
+    buf: &mut Vec<u8>,
+    pos: u64,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> io::Result<()> {
+    buf.clear();
+    buf.resize(len, 0);
+    fill(buf);
+    file.write_at(pos, buf)
 }
 
 /// Space figures of the volume holding a path (for diskMaxUsedSpaceRatio and disk-full).
