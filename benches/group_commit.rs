@@ -4,8 +4,10 @@
 //! round, time in msync). First it measures the disk itself: 2000 rounds of writing 73 KiB (what
 //! one round covers at 64 writers) into a file made like a CommitLog file and syncing it, with
 //! the bytes stored through the mapping and written by pwrite (`WriteMode`; the CommitLog uses
-//! pwrite under SYNC_FLUSH). That bounds SYNC_FLUSH at N writers by
-//! N / (sync latency + per-round overhead).
+//! pwrite under SYNC_FLUSH), into a fallocated file and into one pre-written with zeros. That
+//! bounds SYNC_FLUSH at N writers by N / (sync latency + per-round overhead). SYNC_FLUSH runs
+//! twice, the second time with warmMapedFileEnable (zeros written and synced ahead of the
+//! writer, so its syncs hit pre-written blocks).
 //! `cargo bench --bench group_commit`; `APOGEE_BENCH_GROUP_SECS` = seconds per run (default 3);
 //! `APOGEE_BENCH_GROUP_WRITERS` = comma-separated writer counts (default `1,16,64`).
 #![allow(clippy::disallowed_methods)]
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use apogee::store::commitlog::flush::GroupCommitStats;
 use apogee::store::disk::mmap::MmapDisk;
 use apogee::store::disk::{Disk, WriteMode};
-use apogee::store::{FlushDiskType, PutMessageStatus};
+use apogee::store::{FlushDiskType, MessageStore, PutMessageStatus};
 use common::*;
 
 struct Run {
@@ -28,12 +30,32 @@ struct Run {
     group_commit: GroupCommitStats,
 }
 
-fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs: u64) -> Run {
+fn run(
+    rt: &tokio::runtime::Runtime,
+    flush: FlushDiskType,
+    warm: bool,
+    writers: usize,
+    secs: u64,
+) -> Run {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("store");
     rt.block_on(async {
-        let store = open_store(&root, flush).await;
+        let mut config = config(&root, flush);
+        config.warm_mapped_file_enable = warm;
+        let store = MessageStore::open(config, Arc::new(MmapDisk::new()))
+            .await
+            .expect("open store");
         let payload = body(1024);
+        // The first put creates the first CommitLog file; keep that out of the timed window.
+        let first = store
+            .put_message(message("BenchTopic", 0, &payload, u64::MAX))
+            .await;
+        assert_eq!(first.status, PutMessageStatus::PutOk, "{:?}", first.remark);
+        if warm {
+            // It also starts the first warm-up (64 MiB of zeros written and synced); a broker
+            // that has been up a while is past that, with the warm range ahead of its writer.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
         let done = Arc::new(AtomicU64::new(0));
         let cpu_start = process_cpu_secs();
         let start = Instant::now();
@@ -76,13 +98,22 @@ fn run(rt: &tokio::runtime::Runtime, flush: FlushDiskType, writers: usize, secs:
 /// (created the way the CommitLog does) in `mode` and sync exactly that range. Many rounds,
 /// because this disk syncs fast only until a few tens of MiB were synced, then settles.
 /// Returns (p50 of the last half, syncs per second over the whole run).
-fn msync_latency_us(dirty: usize, rounds: usize, mode: WriteMode) -> (f64, f64) {
+fn msync_latency_us(dirty: usize, rounds: usize, mode: WriteMode, prewritten: bool) -> (f64, f64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("00000000000000000000");
     let len = 256 * MIB;
     let file = MmapDisk::with_write_mode(mode)
         .create(&path, len)
         .expect("create");
+    if prewritten {
+        // What warmMapedFileEnable does ahead of the writer: zeros written and synced, so
+        // the blocks are no longer unwritten extents.
+        let zeros = vec![0u8; MIB as usize];
+        for pos in (0..len).step_by(MIB as usize) {
+            file.write_at(pos, &zeros).expect("zero fill");
+        }
+        file.sync_all().expect("sync");
+    }
     if file.supports_prefault() {
         file.prefault(0, len, true).expect("prefault");
     }
@@ -138,15 +169,25 @@ fn main() {
         .unwrap_or_else(|| vec![1, 16, 64]);
     let rt = runtime();
     println!("group_commit: 1 KiB bodies, {secs} s per run, MmapDisk");
-    for mode in [WriteMode::Mapped, WriteMode::Syscall] {
-        let (p50, per_sec) = msync_latency_us(73 * 1024, 2000, mode);
+    for (mode, prewritten) in [
+        (WriteMode::Mapped, false),
+        (WriteMode::Syscall, false),
+        (WriteMode::Syscall, true),
+    ] {
+        let (p50, per_sec) = msync_latency_us(73 * 1024, 2000, mode, prewritten);
+        let file = if prewritten {
+            "pre-written file"
+        } else {
+            "fallocated file"
+        };
         println!(
-            "group_commit: disk: write 73 KiB ({mode:?}) + msync, 2000 rounds: {per_sec:.0} syncs/s, settled p50 {p50:.0} us"
+            "group_commit: disk: write 73 KiB ({mode:?}) + msync, {file}, 2000 rounds: {per_sec:.0} syncs/s, settled p50 {p50:.0} us"
         );
     }
     for writers in writer_counts {
-        let sync = run(&rt, FlushDiskType::SyncFlush, writers, secs);
-        let asynchronous = run(&rt, FlushDiskType::AsyncFlush, writers, secs);
+        let sync = run(&rt, FlushDiskType::SyncFlush, false, writers, secs);
+        let warm = run(&rt, FlushDiskType::SyncFlush, true, writers, secs);
+        let asynchronous = run(&rt, FlushDiskType::AsyncFlush, false, writers, secs);
         println!(
             "group_commit: {writers:>2} writers: SYNC_FLUSH {:>9.0} msg/s | ASYNC_FLUSH {:>9.0} msg/s | sync/async = {:.3} | CPU per message {:.2} us vs {:.2} us",
             sync.msgs_per_sec,
@@ -158,6 +199,16 @@ fn main() {
         println!(
             "group_commit: {writers:>2} writers: SYNC_FLUSH {}",
             describe(&sync.group_commit)
+        );
+        println!(
+            "group_commit: {writers:>2} writers: SYNC_FLUSH + warmMapedFileEnable {:>9.0} msg/s | sync/async = {:.3} | CPU per message {:.2} us",
+            warm.msgs_per_sec,
+            warm.msgs_per_sec / asynchronous.msgs_per_sec,
+            warm.cpu_us_per_msg,
+        );
+        println!(
+            "group_commit: {writers:>2} writers: SYNC_FLUSH + warmMapedFileEnable {}",
+            describe(&warm.group_commit)
         );
     }
 }

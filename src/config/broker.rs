@@ -372,6 +372,24 @@ pub(crate) static BROKER_KEYS: &[KeySpec<BrokerConfig>] = &[
         },
     },
     KeySpec {
+        key: "warmMapedFileEnable",
+        doc: "write and sync zeros ahead of the commitlog writer (faster SYNC_FLUSH fsyncs)",
+        get: |c| c.store.warm_mapped_file_enable.to_string(),
+        set: |c, v, _| {
+            c.store.warm_mapped_file_enable = parse_bool(v)?;
+            ok()
+        },
+    },
+    KeySpec {
+        key: "flushLeastPagesWhenWarmMapedFile",
+        doc: "pages of zeros written between syncs while warming the commitlog",
+        get: |c| c.store.flush_least_pages_when_warm_mapped_file.to_string(),
+        set: |c, v, _| {
+            c.store.flush_least_pages_when_warm_mapped_file = parse_int(v, 1u32, i32::MAX as u32)?;
+            ok()
+        },
+    },
+    KeySpec {
         key: "maxHashSlotNum",
         doc: "hash slots per index file",
         get: |c| c.store.max_hash_slot_num.to_string(),

@@ -58,6 +58,8 @@ defaultTopicQueueNums=4
 maxMessageSize=1048576
 flushIntervalCommitLog=200
 flushCommitLogLeastPages=0
+warmMapedFileEnable=true
+flushLeastPagesWhenWarmMapedFile=1024
 flushCommitLogThoroughInterval=2000
 flushIntervalConsumeQueue=300
 flushConsumeQueueLeastPages=1
@@ -122,6 +124,8 @@ messageDelayLevel=1s 5s \
     assert_eq!(c.store.max_message_size, 1_048_576);
     assert_eq!(c.store.flush_interval_commitlog_ms, 200);
     assert_eq!(c.store.flush_commitlog_least_pages, 0);
+    assert!(c.store.warm_mapped_file_enable);
+    assert_eq!(c.store.flush_least_pages_when_warm_mapped_file, 1024);
     assert_eq!(c.store.flush_commitlog_thorough_interval_ms, 2000);
     assert_eq!(c.store.flush_interval_consume_queue_ms, 300);
     assert_eq!(c.store.flush_consume_queue_least_pages, 1);

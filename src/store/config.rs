@@ -88,6 +88,11 @@ pub struct StoreConfig {
     pub check_crc_on_recover: bool,
     /// messageIndexEnable
     pub message_index_enable: bool,
+    /// warmMapedFileEnable: write zeros (and sync them) ahead of the CommitLog's writer, so
+    /// appended bytes land in blocks already written (see `CommitLog::warm`).
+    pub warm_mapped_file_enable: bool,
+    /// flushLeastPagesWhenWarmMapedFile: pages of zeros written between syncs while warming.
+    pub flush_least_pages_when_warm_mapped_file: u32,
     /// messageDelayLevel (delay of each level, for the schedule topic's ConsumeQueue tags code)
     pub message_delay_level: String,
     /// Test-only deliberate bugs, so simulations can prove their checkers fail. Always off in
@@ -145,6 +150,8 @@ impl Default for StoreConfig {
             destroy_mapped_file_interval_forcibly_ms: 120_000,
             check_crc_on_recover: true,
             message_index_enable: true,
+            warm_mapped_file_enable: false,
+            flush_least_pages_when_warm_mapped_file: 4096,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_string(),
             debug_bugs: DebugBugs::default(),

@@ -2,6 +2,7 @@
 //! crash recovery, poisoning, disk full, retention.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -684,5 +685,186 @@ async fn a_put_whose_dispatch_finds_other_entries_pending_reads_them_from_the_lo
             "{key}"
         );
     }
+    store.shutdown().await;
+}
+
+/// warmMapedFileEnable: appends `n` messages straight into the log (no put path, so no
+/// background warm-up job starts by itself); returns the end offset.
+fn append_direct(store: &MessageStore, n: usize, body_len: usize) -> u64 {
+    let mut end = 0;
+    for i in 0..n {
+        let m = msg("W", 0, &vec![i as u8; body_len]);
+        let mut prepared = [prepare_message(&m, 1 << 20, None).expect("prepare")];
+        let at = store
+            .inner
+            .log
+            .append(&mut prepared, &|| 7)
+            .expect("append");
+        end = at.wrote_offset + at.wrote_bytes;
+    }
+    end
+}
+
+/// The bodies of the entries in the log's first file, decoded (CRC checked) up to `end`.
+fn log_bodies(store: &MessageStore, end: u64) -> Vec<Vec<u8>> {
+    let file = store.inner.log.files.find(0).expect("first file");
+    let mut buf = vec![0u8; end as usize];
+    file.read_at(0, &mut buf).expect("read");
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (entry, size) = decode_entry(&buf[pos..], true).expect("decode");
+        out.push(entry.body.to_vec());
+        pos += size;
+    }
+    out
+}
+
+#[tokio::test]
+async fn warm_up_writes_and_syncs_zeros_ahead_of_the_writer() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/s-warm");
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    // Off: a disk without mappings gets no warm-up job at all.
+    let store = open(&config, &disk).await;
+    let end = append_direct(&store, 3, 100);
+    assert!(store.inner.log.warm_job(end).is_none());
+    store.shutdown().await;
+
+    config.store_path_root_dir = PathBuf::from("/s-warm-on");
+    config.warm_mapped_file_enable = true;
+    config.flush_least_pages_when_warm_mapped_file = 2;
+    let store = open(&config, &disk).await;
+    let end = append_direct(&store, 3, 100);
+    let path = store.inner.log.files.find(0).expect("file").path.clone();
+    // Nonzero bytes ahead of the writer (the sim's new file is zeros) make the job's writes
+    // visible: one on the next page, one near the file end, one on the writer's own page.
+    let (next_page, near_end, same_page) = (4096 + 10, 64 * 1024 - 1, end + 5);
+    for pos in [next_page, near_end, same_page] {
+        disk.corrupt_byte(&path, pos).expect("flip");
+    }
+    let job = store
+        .inner
+        .log
+        .warm_job(end)
+        .expect("a job: warmMapedFileEnable");
+    assert!(store.inner.log.warm_job(end).is_none(), "one job at a time");
+    store.inner.log.warm(job);
+    let durable = disk.read_durable(&path).expect("durable image");
+    assert_eq!(durable[next_page as usize], 0, "zero written and synced");
+    assert_eq!(durable[near_end as usize], 0, "to the end of the file");
+    assert_eq!(
+        durable[same_page as usize], 0xFF,
+        "the writer's page is left alone (the job starts at the next page)"
+    );
+    assert_eq!(
+        log_bodies(&store, end),
+        vec![vec![0u8; 100], vec![1; 100], vec![2; 100]]
+    );
+    // The range is warm: no new job until the writer comes within half a warm-up of its end,
+    // which here (a 64 KiB file) is the end of the file.
+    assert!(store.inner.log.warm_job(end).is_none());
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn warm_up_stops_when_the_writer_reaches_its_range() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/s-warm-race");
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    config.warm_mapped_file_enable = true;
+    let store = open(&config, &disk).await;
+    let end = append_direct(&store, 1, 100);
+    let job = store.inner.log.warm_job(end).expect("job");
+    // The writer moves on past the next page boundary before the job runs (as when the job
+    // waits for a blocking thread under load).
+    let end = append_direct(&store, 30, 300);
+    assert!(end > 4096 + 4096, "the writer is inside the job's range");
+    let path = store.inner.log.files.find(0).expect("file").path.clone();
+    let ahead = end + 4096;
+    disk.corrupt_byte(&path, ahead).expect("flip");
+    store.inner.log.warm(job);
+    // Nothing was zeroed: not the appended entries, not the byte beyond them.
+    let bodies = log_bodies(&store, store.inner.log.max_offset());
+    assert_eq!(bodies.len(), 31);
+    assert_eq!(bodies[30], vec![29u8; 300]);
+    assert_eq!(disk.read_live(&path).expect("live")[ahead as usize], 0xFF);
+    store.shutdown().await;
+}
+
+/// Real files, real threads: puts from many tasks while the put path runs warm-up jobs
+/// (zeros written by pwrite ahead of the writer) on blocking threads. Every acknowledged
+/// message must read back intact, across several file rolls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_jobs_racing_appends_never_touch_appended_bytes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(tmp.path().to_str().expect("utf-8 path"));
+    config.flush_disk_type = FlushDiskType::SyncFlush;
+    config.warm_mapped_file_enable = true;
+    config.flush_least_pages_when_warm_mapped_file = 16;
+    config.mapped_file_size_commitlog = 4 * 1024 * 1024;
+    config.disk_space_warning_level_ratio = 0.999;
+    config.clean_file_forcibly_enable = false;
+    let store = MessageStore::open(config, Arc::new(disk::mmap::MmapDisk::new()))
+        .await
+        .expect("open");
+    let mut tasks = Vec::new();
+    for w in 0..8u8 {
+        let store = store.clone();
+        tasks.push(crate::rt::spawn(async move {
+            for i in 0..400usize {
+                let body = vec![w.wrapping_mul(31).wrapping_add(i as u8); 100 + (i * 53) % 3000];
+                let r = store.put_message(msg("R", w as i32, &body)).await;
+                assert_eq!(r.status, PutMessageStatus::PutOk);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    assert!(store.inner.log.files.count() >= 2, "the log rolled");
+    for w in 0..8u8 {
+        let got = bodies(&store, "R", w as i32);
+        assert_eq!(got.len(), 400);
+        for (i, body) in got.iter().enumerate() {
+            let want = vec![w.wrapping_mul(31).wrapping_add(i as u8); 100 + (i * 53) % 3000];
+            assert_eq!(body, &want, "queue {w} offset {i}");
+        }
+    }
+    store.shutdown().await;
+}
+
+/// The writer's side of the fence: an append whose bytes reach a range a warm-up step is
+/// zeroing waits until the step is done (the step's claim is set by hand here).
+#[tokio::test]
+async fn an_append_waits_while_a_warm_up_step_zeroes_its_range() {
+    let disk = SimDisk::new();
+    let mut config = test_config("/s-warm-fence");
+    config.warm_mapped_file_enable = true;
+    let store = open(&config, &disk).await;
+    let end = append_direct(&store, 1, 100);
+    let log = &store.inner.log;
+    log.zeroing_from.store(end + 50, Ordering::SeqCst);
+    let appended = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            append_direct(&store, 1, 100);
+            appended.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !appended.load(Ordering::SeqCst),
+            "the append waited for the step"
+        );
+        // Two entries of the same size: the second ends at twice the first's end.
+        assert_eq!(
+            log.writer_end.load(Ordering::SeqCst),
+            2 * end,
+            "end published"
+        );
+        log.zeroing_from.store(u64::MAX, Ordering::SeqCst);
+    });
+    assert!(appended.load(Ordering::SeqCst));
+    assert_eq!(log_bodies(&store, log.max_offset()).len(), 2);
     store.shutdown().await;
 }

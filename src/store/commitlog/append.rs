@@ -212,6 +212,7 @@ impl CommitLog {
         blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
         blank[4..].copy_from_slice(&entry::BLANK_MAGIC_CODE.to_be_bytes());
         let pos = file.wrote_pos();
+        self.fence_zero_fill(file.start_offset + pos + blank.len() as u64);
         file.file.write_at(pos, &blank).map_err(|source| {
             classify(StoreError::Io {
                 op: "write blank",
@@ -289,6 +290,7 @@ impl CommitLog {
         // The whole batch is one write, so a failure never leaves part of it behind; on a
         // mapping the entries are encoded in place.
         let batch_ref = &*batch;
+        self.fence_zero_fill(wrote_offset + total);
         file.file
             .write_in_place(file_pos, total as usize, &mut |buf: &mut [u8]| {
                 let mut pos = 0;
@@ -351,6 +353,7 @@ impl CommitLog {
             };
             let file_pos = file.wrote_pos();
             let n = (file.size - file_pos).min(rest.len() as u64) as usize;
+            self.fence_zero_fill(file.start_offset + file_pos + n as u64);
             file.file.write_at(file_pos, &rest[..n]).map_err(|source| {
                 classify(StoreError::Io {
                     op: "write",
