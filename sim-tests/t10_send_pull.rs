@@ -46,6 +46,7 @@ async fn scenario() -> SimOutcome {
         flush: FlushDiskType::SyncFlush,
         debug_bugs: DebugBugs::default(),
         store_root: "/store".into(),
+        warm_mapped_file: false,
         ha: Default::default(),
     };
     cluster.add_node(

@@ -52,6 +52,8 @@ pub struct SimBrokerConfig {
     pub flush: FlushDiskType,
     pub debug_bugs: DebugBugs,
     pub store_root: PathBuf,
+    /// warmMapedFileEnable: zeros written and synced ahead of the CommitLog's writer.
+    pub warm_mapped_file: bool,
     /// Master/slave settings (default: a lone ASYNC_MASTER, RocketMQ's default role).
     pub ha: SimHa,
 }
@@ -121,6 +123,7 @@ impl SimBrokerConfig {
         s.flush_interval_consume_queue_ms = 500;
         s.sync_flush_timeout_ms = 2_000;
         s.debug_bugs = self.debug_bugs;
+        s.warm_mapped_file_enable = self.warm_mapped_file;
         c
     }
 }

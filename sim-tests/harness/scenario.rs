@@ -38,6 +38,8 @@ pub struct BrokerSpec {
     pub with_slave: bool,
     /// Deliberate HA bugs (t90), given to both the master and its slave.
     pub ha_bugs: HaDebugBugs,
+    /// warmMapedFileEnable on the master and its slave.
+    pub warm_mapped_file: bool,
 }
 
 impl BrokerSpec {
@@ -48,6 +50,7 @@ impl BrokerSpec {
             role: BrokerRole::AsyncMaster,
             with_slave: false,
             ha_bugs: HaDebugBugs::default(),
+            warm_mapped_file: false,
         }
     }
 
@@ -219,6 +222,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
             flush: b.flush,
             debug_bugs: b.debug_bugs,
             store_root: STORE_ROOT.into(),
+            warm_mapped_file: b.warm_mapped_file,
             ha: SimHa {
                 role: b.role,
                 debug_bugs: b.ha_bugs,
@@ -252,6 +256,7 @@ pub async fn run(spec: ScenarioSpec, trace: Trace) -> ScenarioResult {
                     ..DebugBugs::default()
                 },
                 store_root: STORE_ROOT.into(),
+                warm_mapped_file: b.warm_mapped_file,
                 ha: SimHa {
                     role: BrokerRole::Slave,
                     broker_id: 1,
