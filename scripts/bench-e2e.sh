@@ -24,8 +24,11 @@ BIN=${BIN:-target/release}
 DUR=${DUR:-10}
 SIZES=${SIZES:-"128 1024"}
 CONC=${CONC:-"1 16 64"}
-FLUSHES=${FLUSHES:-"ASYNC_FLUSH SYNC_FLUSH"}
-# SYNC_FLUSH runs only this size (the flush cost is per request, not per byte).
+# SYNC_FLUSH_WARM = SYNC_FLUSH with warmMapedFileEnable=true (zeros written and synced ahead of
+# the CommitLog's writer).
+FLUSHES=${FLUSHES:-"ASYNC_FLUSH SYNC_FLUSH SYNC_FLUSH_WARM"}
+# SYNC_FLUSH (and SYNC_FLUSH_WARM) run only this size (the flush cost is per request, not per
+# byte).
 SYNC_SIZES=${SYNC_SIZES:-"1024"}
 BATCH_SIZE=${BATCH_SIZE:-64}
 BATCH_CONC=${BATCH_CONC:-4}
@@ -78,7 +81,10 @@ start_broker() {
     mkdir -p "$store"
     # The shared disk runs near 93% full: above the 90% warning level sends are rejected and
     # above 85% CommitLog files are deleted forcibly (even mid-run). Turn both off.
-    printf 'flushDiskType=%s\ndiskSpaceWarningLevelRatio=0.99\ncleanFileForciblyEnable=false\n' "$flush" > "$WORK/broker-$flush.conf"
+    local warm=false flush_disk_type=$flush
+    if [[ $flush == SYNC_FLUSH_WARM ]]; then warm=true flush_disk_type=SYNC_FLUSH; fi
+    printf 'flushDiskType=%s\nwarmMapedFileEnable=%s\ndiskSpaceWarningLevelRatio=0.99\ncleanFileForciblyEnable=false\n' \
+        "$flush_disk_type" "$warm" > "$WORK/broker-$flush.conf"
     "$BIN/mqbench" startup -n "$NS" --keep --json -- \
         "$BIN/mqbroker" --standalone -c "$WORK/broker-$flush.conf" --store "$store" \
         --namesrv-port "$NSP" --port "$BP" > "$OUT/startup-$flush.json"
@@ -131,7 +137,7 @@ produce_consume() {
 for flush in $FLUSHES; do
     start_broker "$flush"
     sizes=$SIZES
-    [[ $flush == SYNC_FLUSH ]] && sizes=$SYNC_SIZES
+    [[ $flush == SYNC_FLUSH* ]] && sizes=$SYNC_SIZES
     for size in $sizes; do
         for conc in $CONC; do
             produce_consume "$flush" "$size" "$conc"

@@ -382,7 +382,7 @@ pub(crate) static BROKER_KEYS: &[KeySpec<BrokerConfig>] = &[
     },
     KeySpec {
         key: "flushLeastPagesWhenWarmMapedFile",
-        doc: "pages of zeros written between syncs while warming the commitlog",
+        doc: "pages of zeros written between syncs while warming the commitlog (at most 256)",
         get: |c| c.store.flush_least_pages_when_warm_mapped_file.to_string(),
         set: |c, v, _| {
             c.store.flush_least_pages_when_warm_mapped_file = parse_int(v, 1u32, i32::MAX as u32)?;

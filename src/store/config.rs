@@ -91,7 +91,8 @@ pub struct StoreConfig {
     /// warmMapedFileEnable: write zeros (and sync them) ahead of the CommitLog's writer, so
     /// appended bytes land in blocks already written (see `CommitLog::warm`).
     pub warm_mapped_file_enable: bool,
-    /// flushLeastPagesWhenWarmMapedFile: pages of zeros written between syncs while warming.
+    /// flushLeastPagesWhenWarmMapedFile: pages of zeros written between syncs while warming
+    /// (the CommitLog syncs at least every 1 MiB of zeros; see `ZERO_FILL_SYNC_MAX_BYTES`).
     pub flush_least_pages_when_warm_mapped_file: u32,
     /// messageDelayLevel (delay of each level, for the schedule topic's ConsumeQueue tags code)
     pub message_delay_level: String,
