@@ -193,9 +193,11 @@ impl CommitLog {
         })
     }
 
-    /// After an append ending at `end_offset`: the next range of the last file to prefault
-    /// when the writer is within half a warm-up of the prefaulted end (and no job runs).
-    /// None for disks without mappings. Run the job with [`Self::warm`] off the async task.
+    /// After an append ending at `end_offset`: the next range of the last file to warm up
+    /// (prefault, and with warmMapedFileEnable zero-fill) when the writer is within half a
+    /// warm-up of the warmed end (and no job runs). None when neither applies (a file without
+    /// a writable mapping, warmMapedFileEnable off). Run the job with [`Self::warm`] off the
+    /// async task.
     pub fn warm_job(&self, end_offset: u64) -> Option<WarmJob> {
         let ahead = if self.zero_fill_ahead {
             ZERO_FILL_AHEAD_BYTES
