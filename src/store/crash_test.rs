@@ -5,7 +5,8 @@
 //!   message is visible, ConsumeQueue units point at valid entries, and queue offsets continue
 //!   without holes.
 //! - Real files (MmapDisk in a tempdir): a child process (this test binary re-executed) appends
-//!   with SYNC_FLUSH and is killed with SIGKILL mid-write; the reopened store holds every
+//!   with SYNC_FLUSH (the second of three rounds with warmMapedFileEnable) and is killed with
+//!   SIGKILL mid-write; the reopened store holds every
 //!   acknowledged message.
 
 use std::collections::BTreeMap;
@@ -349,6 +350,8 @@ fn debug_bug_reuse_queue_offset_after_recovery() {
 // Real files, real SIGKILL.
 
 const CHILD_ENV: &str = "APOGEE_STORE_SIGKILL_CHILD_DIR";
+/// Set for the child of the second round: it appends with warmMapedFileEnable.
+const CHILD_WARM_ENV: &str = "APOGEE_STORE_SIGKILL_CHILD_WARM";
 
 fn mmap_config(dir: &std::path::Path) -> StoreConfig {
     let mut config = test_config(dir.to_str().expect("utf-8 path"));
@@ -369,7 +372,10 @@ fn sigkill_child_entry() {
     use std::io::Write;
     runtime().block_on(async move {
         let dir = std::path::PathBuf::from(dir);
-        let store = MessageStore::open(mmap_config(&dir), Arc::new(disk::mmap::MmapDisk::new()))
+        let mut config = mmap_config(&dir);
+        // Zero-fill warm-ups run on blocking threads beside the appends when the kill lands.
+        config.warm_mapped_file_enable = std::env::var_os(CHILD_WARM_ENV).is_some();
+        let store = MessageStore::open(config, Arc::new(disk::mmap::MmapDisk::new()))
             .await
             .expect("child open");
         let mut stdout = std::io::stdout();
@@ -400,7 +406,11 @@ fn sigkill_mid_write_keeps_every_sync_acked_message() {
     let exe = std::env::current_exe().expect("current exe");
     let mut acked: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
     for round in 0..3 {
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if round == 1 {
+            command.env(CHILD_WARM_ENV, "1");
+        }
+        let mut child = command
             .args([
                 "store::crash_test::sigkill_child_entry",
                 "--exact",
